@@ -1,0 +1,3 @@
+from bootstrapd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The site file as a frozen, typed model (spec/site-yaml.md is the contract).
+
+Each field's YAML key is its name unless `key=` says otherwise; its kind (how a scalar is parsed) is
+`Annotated[..., KIND]`; `doc=` feeds the JSON Schema. The loader and `bootstrapd schema` both walk these
+classes, so this file is the single description of the site file.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from bootstrapd.config.types import (
+    DNS_NAME,
+    DOMAIN,
+    DURATION,
+    HOSTPORT,
+    I32,
+    IPV4,
+    MAC,
+    MAC_PREFIX,
+    NETWORK,
+    OPTION_CODE,
+    PORT,
+    RANGE,
+    U8,
+    U16,
+    U32,
+    AddressRange,
+    HostPort,
+)
+
+IPv4 = Annotated[ipaddress.IPv4Address, IPV4]
+Duration = Annotated[int, DURATION]
+
+
+def meta(doc: str, key: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"doc": doc}
+    if key:
+        out["key"] = key
+    return out
+
+
+class UnknownDevices(enum.Enum):
+    """What to do with a device that no class matched."""
+
+    IGNORE = "ignore"  # no reply at all (counted as drop reason unknown_device)
+    LEASE = "lease"  # an address, but never provisioning options 150/159/160
+
+
+class RawType(enum.Enum):
+    """Wire types of `raw_options` and typed vivso sub-options."""
+
+    STRING = "string"
+    IP = "ip"
+    IPS = "ips"
+    U8 = "u8"
+    U16 = "u16"
+    U32 = "u32"
+    BOOL = "bool"
+    HEX = "hex"
+
+
+class RecordType(enum.Enum):
+    A = "A"
+    AAAA = "AAAA"
+    CNAME = "CNAME"
+    TXT = "TXT"
+    PTR = "PTR"
+
+
+class LogFormat(enum.Enum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Listen:
+    interfaces: tuple[str, ...] = field(metadata=meta("DHCP and DNS serve on these interfaces only"))
+    address: IPv4 = field(metadata=meta("this server's address on the staging LAN: DHCP server id, DNS"))
+    dns_port: Annotated[int, PORT] = field(default=53, metadata=meta("DNS port (UDP and TCP)"))
+    dhcp_port: Annotated[int, PORT] = field(
+        default=67, metadata=meta("DHCP server port; clients are then on dhcp_port + 1")
+    )
+
+
+@dataclass(frozen=True)
+class Acs:
+    """Option 43 for TR-069 ACS discovery (sub-options 1-4)."""
+
+    url: str = field(metadata=meta("sub-option 1: ACS URL"))
+    provisioning_code: str | None = field(default=None, metadata=meta("sub-option 2"))
+    retry_min_wait: Annotated[int, U16] | None = field(default=None, metadata=meta("sub-option 3, seconds"))
+    retry_multiplier: Annotated[int, U16] | None = field(default=None, metadata=meta("sub-option 4"))
+
+
+@dataclass(frozen=True)
+class TypedValue:
+    """One sub-option: a code and a value of a declared wire type."""
+
+    code: Annotated[int, U8] = field(metadata=meta("sub-option code"))
+    type: RawType = field(metadata=meta("wire type of value"))
+    value: Any = field(metadata=meta("the value; hex digits for type hex"))
+
+
+@dataclass(frozen=True)
+class Vivso:
+    """Option 125 (RFC 3925): one enterprise's sub-options."""
+
+    enterprise: Annotated[int, U32] = field(default=3561, metadata=meta("IANA enterprise number"))
+    suboptions: tuple[TypedValue, ...] = field(default=(), metadata=meta("typed sub-options"))
+    hex: str | None = field(default=None, metadata=meta("raw sub-option bytes instead of suboptions"))
+
+
+@dataclass(frozen=True)
+class Options:
+    """DHCP options by name (site-yaml.md's table). Unset fields fall through to the layer below."""
+
+    time_offset: Annotated[int, I32] | None = field(default=None, metadata=meta("option 2, seconds"))
+    dns_servers: tuple[IPv4, ...] | None = field(default=None, metadata=meta("option 6"))
+    log_servers: tuple[IPv4, ...] | None = field(default=None, metadata=meta("option 7"))
+    ntp_servers: tuple[IPv4, ...] | None = field(default=None, metadata=meta("option 42"))
+    acs: Acs | None = field(default=None, metadata=meta("option 43, TR-069 ACS discovery"))
+    tftp_server: str | None = field(default=None, metadata=meta("option 66: IP or host name"))
+    bootfile: str | None = field(default=None, metadata=meta("option 67"))
+    vivso: Vivso | None = field(default=None, metadata=meta("option 125, RFC 3925"))
+    cisco_tftp_servers: tuple[IPv4, ...] | None = field(default=None, metadata=meta("option 150"))
+    provisioning_server: str | None = field(default=None, metadata=meta("option 159"))
+    provisioning_url: str | None = field(default=None, metadata=meta("option 160, macros allowed"))
+
+    def over(self, below: Options) -> Options:
+        """These options layered over `below`: a set field here wins."""
+        merged = {
+            name: mine if mine is not None else getattr(below, name)
+            for name in self.__dataclass_fields__
+            for mine in [getattr(self, name)]
+        }
+        return Options(**merged)
+
+
+@dataclass(frozen=True)
+class Subnet:
+    prefix: Annotated[ipaddress.IPv4Network, NETWORK] = field(metadata=meta("the subnet, e.g. 198.18.0.0/23"))
+    pools: tuple[Annotated[AddressRange, RANGE], ...] = field(
+        default=(), metadata=meta("dynamic ranges 'first-last'")
+    )
+    router: IPv4 | None = field(default=None, metadata=meta("option 3"))
+    options: Options = field(default_factory=Options, metadata=meta("per-subnet options, over the defaults"))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    mac: Annotated[str, MAC] = field(metadata=meta("the device's MAC"))
+    address: IPv4 = field(metadata=meta("its fixed address"))
+    hostname: str | None = field(default=None, metadata=meta("option 12 and its DNS name"))
+    class_: str | None = field(default=None, metadata=meta("treat this device as this class", key="class"))
+
+
+@dataclass(frozen=True)
+class Match:
+    """All given keys must match; within one key any pattern may match."""
+
+    vendor_class: tuple[str, ...] = field(default=(), metadata=meta("globs on option 60, case-insensitive"))
+    mac_prefix: tuple[Annotated[str, MAC_PREFIX], ...] = field(default=(), metadata=meta("OUI or longer"))
+    hostname: tuple[str, ...] = field(default=(), metadata=meta("globs on option 12"))
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    name: str = field(metadata=meta("class name, used in logs and metrics"))
+    match: Match = field(default_factory=Match, metadata=meta("what makes a device a member"))
+    options: Options = field(default_factory=Options, metadata=meta("over subnet and default options"))
+
+
+@dataclass(frozen=True)
+class RawOption:
+    code: Annotated[int, OPTION_CODE] = field(metadata=meta("DHCP option code"))
+    type: RawType = field(metadata=meta("wire type"))
+    value: Any = field(metadata=meta("the value, of the given type"))
+    classes: tuple[str, ...] = field(default=(), metadata=meta("send to these classes; empty = everyone"))
+
+
+@dataclass(frozen=True)
+class Dhcp:
+    authoritative: bool = field(default=True, metadata=meta("NAK requests for addresses not the client's"))
+    lease_time: Duration = field(default=3600, metadata=meta("option 51; T1 = 50 %, T2 = 87.5 %"))
+    offer_hold: Duration = field(default=30, metadata=meta("how long an offered address is held"))
+    decline_probation: Duration = field(
+        default=3600, metadata=meta("how long a DECLINEd address stays out of the pool")
+    )
+    unknown_devices: UnknownDevices = field(
+        default=UnknownDevices.IGNORE, metadata=meta("devices no class matched: ignore | lease")
+    )
+    allow_other_servers: bool = field(
+        default=False, metadata=meta("serve even when another DHCP server answers on the LAN")
+    )
+    options: Options = field(default_factory=Options, metadata=meta("defaults for every leased client"))
+    subnets: tuple[Subnet, ...] = field(default=(), metadata=meta("subnets served"))
+    reservations: tuple[Reservation, ...] = field(default=(), metadata=meta("fixed addresses by MAC"))
+    classes: tuple[DeviceClass, ...] = field(default=(), metadata=meta("checked in order; first match wins"))
+    raw_options: tuple[RawOption, ...] = field(default=(), metadata=meta("any other option code"))
+
+
+@dataclass(frozen=True)
+class Soa:
+    mname: Annotated[str, DNS_NAME] = field(default="ns1", metadata=meta("primary name server"))
+    rname: Annotated[str, DNS_NAME] = field(default="hostmaster", metadata=meta("mailbox, as a DNS name"))
+    refresh: Duration = field(default=3600, metadata=meta("SOA refresh"))
+    retry: Duration = field(default=600, metadata=meta("SOA retry"))
+    expire: Duration = field(default=86400, metadata=meta("SOA expire"))
+    minimum: Duration = field(default=60, metadata=meta("negative-answer TTL"))
+
+
+@dataclass(frozen=True)
+class Record:
+    name: Annotated[str, DNS_NAME] = field(metadata=meta("owner, relative to the domain unless dotted"))
+    type: RecordType = field(metadata=meta("A | AAAA | CNAME | TXT | PTR"))
+    value: str = field(metadata=meta("address, name or text"))
+    ttl: Duration | None = field(default=None, metadata=meta("overrides dns.ttl"))
+
+
+@dataclass(frozen=True)
+class SrvTarget:
+    target: Annotated[str, DNS_NAME] = field(metadata=meta("host name with an A record; '.' = no service"))
+    port: Annotated[int, U16] = field(metadata=meta("TCP port"))
+    priority: Annotated[int, U16] = field(default=10, metadata=meta("lower is tried first"))
+    weight: Annotated[int, U16] = field(default=0, metadata=meta("share within one priority"))
+
+
+@dataclass(frozen=True)
+class SrvService:
+    service: Annotated[str, DNS_NAME] = field(metadata=meta("_ciscoprov-https._tls or _ciscoprov-http._tcp"))
+    targets: tuple[SrvTarget, ...] = field(metadata=meta("SRV records of this service"))
+    ttl: Duration | None = field(default=None, metadata=meta("overrides dns.ttl"))
+
+
+@dataclass(frozen=True)
+class Dns:
+    ttl: Duration = field(default=300, metadata=meta("default TTL of every record"))
+    soa: Soa = field(default_factory=Soa, metadata=meta("SOA fields"))
+    ns: tuple[Annotated[str, DNS_NAME], ...] = field(default=("ns1",), metadata=meta("name servers"))
+    records: tuple[Record, ...] = field(default=(), metadata=meta("A, AAAA, CNAME, TXT, PTR records"))
+    srv: tuple[SrvService, ...] = field(default=(), metadata=meta("provisioning SRV records"))
+    lease_records: bool = field(default=True, metadata=meta("A/PTR records for leased devices"))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    listen: Annotated[HostPort, HOSTPORT] | None = field(
+        default=None, metadata=meta("Prometheus exposition address; omit to disable")
+    )
+
+
+@dataclass(frozen=True)
+class Logging:
+    format: LogFormat = field(default=LogFormat.AUTO, metadata=meta("auto | json | console"))
+    level: LogLevel = field(default=LogLevel.INFO, metadata=meta("debug | info | warning | error"))
+
+
+@dataclass(frozen=True)
+class Site:
+    site: str = field(metadata=meta("site name for logs and metric labels"))
+    listen: Listen = field(metadata=meta("where bootstrapd serves"))
+    domain: Annotated[str, DOMAIN] = field(metadata=meta("option 15 and the DNS zone apex"))
+    state_dir: str = field(default="/var/lib/bootstrapd", metadata=meta("the lease database lives here"))
+    dhcp: Dhcp = field(default_factory=Dhcp, metadata=meta("DHCPv4 service"))
+    dns: Dns = field(default_factory=Dns, metadata=meta("authoritative DNS for the domain"))
+    metrics: Metrics = field(default_factory=Metrics, metadata=meta("Prometheus"))
+    logging: Logging = field(default_factory=Logging, metadata=meta("structured logs"))

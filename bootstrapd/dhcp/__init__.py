@@ -1,0 +1,1 @@
+"""DHCPv4 pure cores: wire codec, option encoders, device classification (no I/O)."""

@@ -1,0 +1,1 @@
+"""Logging and metrics: the only places that know structlog and prometheus_client."""

@@ -1,0 +1,99 @@
+"""Every Prometheus metric bootstrapd exports, in one place (design.md convention 10).
+
+Names: `bootstrapd_` + subsystem (`dhcp_`, `dns_`) + what, `_total` counters, `_seconds` histograms.
+Labels come only from enums or configured names, never from MACs or addresses. The registry is injected so
+that tests get their own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from bootstrapd import __version__
+
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_MODEL = re.compile(r"^CP-\d{4}[A-Z]?-3PCC[A-Z]?$", re.IGNORECASE)
+
+
+def model_label(vendor_class: str | None) -> str:
+    """A bounded label from option 60: a recognised `CP-nnnn-3PCC` value, else `other`."""
+    if vendor_class:
+        v = vendor_class.rstrip("\x00").strip()
+        if _MODEL.match(v):
+            return v.upper()
+    return "other"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        p = "bootstrapd"
+        self.build_info = Info(f"{p}_build", "bootstrapd build information", registry=r)
+        self.build_info.info({"version": __version__})
+
+        # DHCP
+        self.dhcp_received = Counter(
+            f"{p}_dhcp_packets_received_total", "DHCP packets received by message type", ["type"], registry=r
+        )
+        self.dhcp_sent = Counter(
+            f"{p}_dhcp_replies_sent_total", "DHCP replies sent by message type", ["type"], registry=r
+        )
+        self.dhcp_drops = Counter(
+            f"{p}_dhcp_drops_total", "DHCP packets dropped without a reply, by reason", ["reason"], registry=r
+        )
+        self.dhcp_kernel_drops = Gauge(
+            f"{p}_dhcp_kernel_receive_drops", "datagrams the kernel dropped on our DHCP sockets", registry=r
+        )
+        self.dhcp_leases_active = Gauge(
+            f"{p}_dhcp_leases_active", "active (bound) leases per subnet", ["subnet"], registry=r
+        )
+        self.dhcp_pool_size = Gauge(
+            f"{p}_dhcp_pool_size", "addresses in the dynamic pools per subnet", ["subnet"], registry=r
+        )
+        self.dhcp_offers_held = Gauge(f"{p}_dhcp_offers_held", "addresses held for an OFFER", registry=r)
+        self.dhcp_latency = Histogram(
+            f"{p}_dhcp_exchange_seconds",
+            "time from packet in to reply out",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dhcp_errors = Counter(
+            f"{p}_dhcp_internal_errors_total", "bugs: exceptions escaping the DHCP core", registry=r
+        )
+        self.devices_by_class = Counter(
+            f"{p}_devices_seen_by_class_total", "new devices seen, by matched class", ["class"], registry=r
+        )
+        self.devices_by_model = Counter(
+            f"{p}_devices_seen_by_model_total", "new devices seen, by model from option 60", ["model"], registry=r
+        )
+        self.rogue_offers = Counter(
+            f"{p}_dhcp_foreign_offers_total", "OFFERs seen from other DHCP servers", registry=r
+        )
+
+        # DNS
+        self.dns_queries = Counter(
+            f"{p}_dns_queries_total", "DNS queries by qtype and transport", ["qtype", "transport"], registry=r
+        )
+        self.dns_responses = Counter(
+            f"{p}_dns_responses_total", "DNS responses by rcode", ["rcode"], registry=r
+        )
+        self.dns_drops = Counter(
+            f"{p}_dns_drops_total", "DNS queries dropped without a reply, by reason", ["reason"], registry=r
+        )
+        self.dns_latency = Histogram(
+            f"{p}_dns_response_seconds", "time from query in to reply out", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.dns_errors = Counter(
+            f"{p}_dns_internal_errors_total", "bugs: exceptions answered with SERVFAIL", registry=r
+        )
+
+        # Service
+        self.reloads = Counter(f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r)
+        self.reload_last_success = Gauge(
+            f"{p}_reload_last_success_timestamp_seconds", "time of the last successful (re)load", registry=r
+        )
+        self.reload_last_failed = Gauge(
+            f"{p}_reload_last_failed", "1 when the last reload was rejected", registry=r
+        )

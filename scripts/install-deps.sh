@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Debian packages the tests, the demo and the benchmarks use. Installs only what is missing.
+set -euo pipefail
+
+# command -> Debian package
+declare -A need=(
+  [ip]=iproute2 [ping]=iputils-ping [udhcpc]=udhcpc [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
+  [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
+  [dnsmasq]=dnsmasq-base
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "install-deps: missing Debian packages: ${missing[*]} (run as root on Debian, or install them)" >&2
+  echo "install-deps: tests that need them will be skipped" >&2
+  exit 0
+fi
+echo "install-deps: apt-get install ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# --no-install-recommends: only what the tools themselves need.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Distribution units must not start servers on this machine's real interfaces.
+for unit in isc-dhcp-relay dnsmasq; do
+  systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
