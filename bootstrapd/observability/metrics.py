@@ -90,7 +90,9 @@ class Metrics:
         )
 
         # Service
-        self.reloads = Counter(f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r)
+        self.reloads = Counter(
+            f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r
+        )
         self.reload_last_success = Gauge(
             f"{p}_reload_last_success_timestamp_seconds", "time of the last successful (re)load", registry=r
         )
