@@ -1,0 +1,172 @@
+"""In-memory lease records: the index every store reads from, and the non-durable MemoryLeaseStore.
+
+The SQLite store keeps one LeaseIndex as a mirror of its table so that reads on the packet path are dict
+lookups; both stores therefore share the rules of LeaseStore (one record per address, one live record per
+client, no handing out of a held address), and the contract suite checks them once per backend.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+from bootstrapd.dhcp.leases import ANONYMOUS, Lease, LeaseConflict, LeaseState, effective_state
+
+# Rebuild a subnet's expiry heap when stale entries outnumber live records by this factor (amortised O(1)).
+_HEAP_SLACK = 2
+_HEAP_MIN = 64
+
+
+def _indexed(lease: Lease) -> bool:
+    """Records found by get_by_client: the client's one live record (DECLINED ones are quarantine)."""
+    return lease.state is not LeaseState.DECLINED and lease.client_id != ANONYMOUS
+
+
+class LeaseIndex:
+    """Records by address, the client index, and per subnet a heap ordered by free_at.
+
+    Heap entries are (free_at, address) and go stale when a record changes; stale entries are skipped
+    when met and dropped by a periodic rebuild, so put() stays O(log n).
+    """
+
+    def __init__(self) -> None:
+        self._leases: dict[int, Lease] = {}
+        self._clients: dict[bytes, int] = {}
+        self._heaps: dict[str, list[tuple[float, int]]] = {}
+        self._sizes: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def get_by_address(self, address: IPv4Address) -> Lease | None:
+        return self._leases.get(int(address))
+
+    def get_by_client(self, client_id: bytes) -> Lease | None:
+        key = self._clients.get(client_id)
+        return None if key is None else self._leases[key]
+
+    def plan_put(self, lease: Lease, force: bool) -> list[Lease]:
+        """The records to write, in order, for put(lease); raises LeaseConflict. Changes nothing."""
+        old = self._leases.get(int(lease.address))
+        if not force and old is not None and old.client_id != lease.client_id and not old.is_free(lease.updated):
+            raise LeaseConflict(f"{lease.address} is still held by another client until {old.expires}")
+        writes = [lease]
+        if _indexed(lease):
+            prev_key = self._clients.get(lease.client_id)
+            if prev_key is not None and prev_key != int(lease.address):
+                prev = self._leases[prev_key]
+                # The client moved: its old address is kept, free, owned by no one.
+                writes.insert(
+                    0,
+                    replace(
+                        prev,
+                        client_id=ANONYMOUS,
+                        state=LeaseState.EXPIRED,
+                        expires=min(prev.expires, lease.updated),
+                    ),
+                )
+        return writes
+
+    def apply(self, lease: Lease) -> None:
+        """Store one record as planned by plan_put (no checks)."""
+        key = int(lease.address)
+        self._unlink(key)
+        self._leases[key] = lease
+        if _indexed(lease):
+            self._clients[lease.client_id] = key
+        self._sizes[lease.subnet] = self._sizes.get(lease.subnet, 0) + 1
+        heap = self._heaps.setdefault(lease.subnet, [])
+        heapq.heappush(heap, (lease.free_at, key))
+        if len(heap) > _HEAP_MIN + _HEAP_SLACK * self._sizes[lease.subnet]:
+            self._rebuild_heap(lease.subnet)
+
+    def remove(self, address: IPv4Address) -> None:
+        self._unlink(int(address))
+
+    def _unlink(self, key: int) -> None:
+        old = self._leases.pop(key, None)
+        if old is None:
+            return
+        if _indexed(old) and self._clients.get(old.client_id) == key:
+            del self._clients[old.client_id]
+        self._sizes[old.subnet] -= 1
+
+    def _rebuild_heap(self, subnet: str) -> None:
+        heap = [(lease.free_at, key) for key, lease in self._leases.items() if lease.subnet == subnet]
+        heapq.heapify(heap)
+        self._heaps[subnet] = heap
+
+    def iter_all(self) -> Iterator[Lease]:
+        return iter([self._leases[k] for k in sorted(self._leases)])
+
+    def iter_subnet(self, subnet: str) -> Iterator[Lease]:
+        return iter([lease for lease in self.iter_all() if lease.subnet == subnet])
+
+    def counts(self, subnet: str, now: float) -> dict[LeaseState, int]:
+        out = dict.fromkeys(LeaseState, 0)
+        for lease in self._leases.values():
+            if lease.subnet == subnet:
+                out[effective_state(lease, now)] += 1
+        return out
+
+    def expired_oldest_first(self, subnet: str, now: float, limit: int) -> list[Lease]:
+        heap = self._heaps.get(subnet, [])
+        found: list[Lease] = []
+        kept: list[tuple[float, int]] = []
+        seen: set[int] = set()
+        while heap and len(found) < limit and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            lease = self._leases.get(entry[1])
+            if lease is None or lease.subnet != subnet or lease.free_at != entry[0] or entry[1] in seen:
+                continue  # stale, or a duplicate of an entry already taken: dropped for good
+            found.append(lease)
+            kept.append(entry)
+            seen.add(entry[1])
+        for entry in kept:
+            heapq.heappush(heap, entry)
+        return found
+
+
+class MemoryLeaseStore:
+    """LeaseStore kept in memory only: for engine unit tests and as the contract suite's reference."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._index = LeaseIndex()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_by_address(self, address: IPv4Address) -> Lease | None:
+        return self._index.get_by_address(address)
+
+    def get_by_client(self, client_id: bytes) -> Lease | None:
+        return self._index.get_by_client(client_id)
+
+    def expired_oldest_first(self, subnet: str, now: float, limit: int) -> list[Lease]:
+        return self._index.expired_oldest_first(subnet, now, limit)
+
+    def put(self, lease: Lease, *, force: bool = False) -> None:
+        for record in self._index.plan_put(lease, force):
+            self._index.apply(record)
+
+    def delete(self, address: IPv4Address) -> None:
+        self._index.remove(address)
+
+    def iter_all(self) -> Iterator[Lease]:
+        return self._index.iter_all()
+
+    def iter_subnet(self, subnet: str) -> Iterator[Lease]:
+        return self._index.iter_subnet(subnet)
+
+    def counts(self, subnet: str, now: float) -> dict[LeaseState, int]:
+        return self._index.counts(subnet, now)
+
+    def flush(self) -> None:
+        """Nothing to make durable."""
+
+    def close(self) -> None:
+        """Nothing to release."""

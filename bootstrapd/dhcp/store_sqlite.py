@@ -1,0 +1,263 @@
+"""The embedded lease store: stdlib sqlite3 in WAL mode, `<state_dir>/leases.sqlite3`.
+
+Writes go to SQLite inside one open transaction; flush() commits it (synchronous=FULL: the WAL is fsynced),
+so a burst of packets costs one fsync. Reads are served from a LeaseIndex mirror loaded at open, which
+sees un-flushed writes. If SQLite fails, the transaction is rolled back and the mirror reloaded from what
+is durable, so reads never show a record that a later crash would lose.
+
+Other processes (`bootstrapd leases`) read the database with open_readonly() while the daemon runs: WAL
+lets readers and the one writer proceed together. An exclusive flock on `leases.sqlite3.lock` keeps a
+second daemon from writing the same store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from bootstrapd.dhcp.leases import Lease, LeaseState
+from bootstrapd.dhcp.store_memory import LeaseIndex
+from bootstrapd.errors import StoreError
+
+DB_NAME = "leases.sqlite3"
+SCHEMA_VERSION = 1  # PRAGMA user_version
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    address      INTEGER PRIMARY KEY,  -- IPv4 address as an unsigned integer
+    client_id    BLOB NOT NULL,        -- client identity; empty for address-only records
+    chaddr       BLOB NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('offered', 'bound', 'released', 'expired', 'declined')),
+    subnet       TEXT NOT NULL,
+    expires      REAL NOT NULL,        -- epoch seconds
+    free_at      REAL NOT NULL,        -- when the address is free again (Lease.free_at)
+    first_seen   REAL NOT NULL,
+    updated      REAL NOT NULL,
+    hostname     TEXT,
+    vendor_class TEXT,
+    device_class TEXT
+);
+CREATE INDEX IF NOT EXISTS leases_client ON leases (client_id);
+CREATE INDEX IF NOT EXISTS leases_free ON leases (subnet, free_at);
+"""
+_COLUMNS = (
+    "address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class, device_class"
+)
+_UPSERT = f"INSERT OR REPLACE INTO leases ({_COLUMNS}, free_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STATES = {state.value: state for state in LeaseState}
+
+
+class SqliteLeaseStore:
+    """LeaseStore on SQLite. Build it with open_store() or open_readonly()."""
+
+    durable = True
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock_fd = lock_fd
+        self._readonly = readonly
+        self._closed = False
+        self._index = LeaseIndex()
+        self._reload()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # Reads: the mirror.
+    def get_by_address(self, address: IPv4Address) -> Lease | None:
+        return self._index.get_by_address(address)
+
+    def get_by_client(self, client_id: bytes) -> Lease | None:
+        return self._index.get_by_client(client_id)
+
+    def expired_oldest_first(self, subnet: str, now: float, limit: int) -> list[Lease]:
+        return self._index.expired_oldest_first(subnet, now, limit)
+
+    def iter_all(self) -> Iterator[Lease]:
+        return self._index.iter_all()
+
+    def iter_subnet(self, subnet: str) -> Iterator[Lease]:
+        return self._index.iter_subnet(subnet)
+
+    def counts(self, subnet: str, now: float) -> dict[LeaseState, int]:
+        return self._index.counts(subnet, now)
+
+    # Writes: SQLite first, then the mirror.
+    def put(self, lease: Lease, *, force: bool = False) -> None:
+        records = self._index.plan_put(lease, force)
+        self._write([(_UPSERT, _params(record)) for record in records])
+        for record in records:
+            self._index.apply(record)
+
+    def delete(self, address: IPv4Address) -> None:
+        self._write([("DELETE FROM leases WHERE address = ?", (int(address),))])
+        self._index.remove(address)
+
+    @property
+    def pending(self) -> bool:
+        """True when writes wait for flush()."""
+        return self._conn.in_transaction
+
+    def flush(self) -> None:
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._recover()
+            raise StoreError(f"lease store commit failed, un-flushed leases discarded: {e}") from e
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        if self._readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        try:
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN")
+            for sql, params in statements:
+                self._conn.execute(sql, params)
+        except sqlite3.Error as e:
+            self._recover()
+            raise StoreError(f"lease store write failed, un-flushed leases discarded: {e}") from e
+
+    def _recover(self) -> None:
+        """After a failed write or commit: drop the open transaction, show what is durable again."""
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._reload()
+        except sqlite3.Error as e:
+            raise StoreError(f"lease store unusable after a failure: {e}") from e
+
+    def _reload(self) -> None:
+        index = LeaseIndex()
+        interned: dict[object, object] = {}
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM leases")
+        for row in rows:
+            index.apply(_lease(row, interned))
+        self._index = index
+
+
+def _params(lease: Lease) -> tuple[object, ...]:
+    return (
+        int(lease.address),
+        lease.client_id,
+        lease.chaddr,
+        lease.state.value,
+        lease.subnet,
+        lease.expires,
+        lease.first_seen,
+        lease.updated,
+        lease.hostname,
+        lease.vendor_class,
+        lease.device_class,
+        lease.free_at,
+    )
+
+
+def _lease(row: tuple[Any, ...], interned: dict[Any, Any]) -> Lease:
+    # Subnets, vendor classes and class names repeat across thousands of phones: keep one copy each.
+    address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor, klass = row
+    return Lease(
+        address=IPv4Address(address),
+        client_id=client_id,
+        chaddr=chaddr,
+        state=_STATES[state],
+        subnet=interned.setdefault(subnet, subnet),
+        expires=expires,
+        first_seen=first_seen,
+        updated=updated,
+        hostname=hostname,
+        vendor_class=interned.setdefault(vendor, vendor),
+        device_class=interned.setdefault(klass, klass),
+    )
+
+
+def open_store(state_dir: str | os.PathLike[str], *, busy_timeout: float = 1.0) -> SqliteLeaseStore:
+    """Open (creating if needed) the daemon's store `<state_dir>/leases.sqlite3` for writing.
+
+    Raises StoreError if another process holds the store, or the file is not a lease store this version
+    can read. `busy_timeout` bounds how long a write waits for a lock held by an outside tool.
+    """
+    directory = Path(state_dir)
+    path = directory / DB_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise StoreError(f"cannot open lease store in {directory}: {e}") from e
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(lock_fd)
+        raise StoreError(f"{path} is in use by another process (is bootstrapd already running?)") from e
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            _prepare(conn, path, busy_timeout)
+            return SqliteLeaseStore(conn, path, lock_fd, readonly=False)
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.Error as e:
+        os.close(lock_fd)
+        raise StoreError(f"cannot open lease store {path}: {e}") from e
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+    conn.execute("PRAGMA synchronous = FULL")  # every COMMIT fsyncs the WAL: flushed means durable
+    if _version(conn, path) == 0:
+        # One transaction: a crash while creating leaves version 0 and an empty file, created again.
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def _version(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: lease store schema {version} is newer than this bootstrapd ({SCHEMA_VERSION})")
+    return version
+
+
+def open_readonly(path: str | os.PathLike[str], *, busy_timeout: float = 1.0) -> SqliteLeaseStore:
+    """Open a lease database for reading only (the `bootstrapd leases` CLI), also while the daemon runs.
+
+    The records are a snapshot taken at open; put() and delete() raise StoreError.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise StoreError(f"no lease store at {file}")
+    try:
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if _version(conn, file) != SCHEMA_VERSION:
+                raise StoreError(f"{file} is not a bootstrapd lease store")
+            return SqliteLeaseStore(conn, file, None, readonly=True)
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read lease store {file}: {e}") from e
