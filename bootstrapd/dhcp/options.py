@@ -125,9 +125,7 @@ def encode_tlvs(items: Iterable[tuple[int, bytes]], what: str) -> bytes:
     out = bytearray()
     for code, value in items:
         if len(value) > MAX_VALUE:
-            raise ValueError(
-                f"{what} sub-option {code} is {len(value)} bytes encoded; at most {MAX_VALUE} fit"
-            )
+            raise ValueError(f"{what} sub-option {code} is {len(value)} bytes encoded; at most {MAX_VALUE} fit")
         out += bytes((code, len(value)))
         out += value
     return bytes(out)
@@ -164,9 +162,7 @@ def encode_acs(acs: Acs) -> bytes:
 
 def vivso_data(vivso: Vivso) -> bytes:
     """The enterprise's sub-option bytes: typed sub-options, then `hex` bytes if both are given."""
-    data = encode_tlvs(
-        ((s.code, encode_raw(s.type, s.value)) for s in vivso.suboptions), "option 125 (vivso)"
-    )
+    data = encode_tlvs(((s.code, encode_raw(s.type, s.value)) for s in vivso.suboptions), "option 125 (vivso)")
     if vivso.hex is not None:
         data += parse_hex(vivso.hex)
     return data
@@ -249,7 +245,7 @@ def _vivso_problems(vivso: Vivso) -> list[tuple[str, int]]:
     total = 0
     for i, sub in enumerate(vivso.suboptions):
         try:
-            size = len(encode_raw(sub.type, sub.value))
+            size = len(_RAW[sub.type](sub.value))  # unchecked length: measured here
         except ValueError:
             continue  # reported by the loader's own encode_raw call
         total += 2 + size
