@@ -43,6 +43,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return int(run(args.config))
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from bootstrapd.lab.demo import main as demo_main
+
+    return demo_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bootstrapd",
@@ -61,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="serve DHCP and DNS for a site until SIGTERM (SIGHUP reloads)")
     r.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
     r.set_defaults(func=_cmd_run)
+
+    lab = sub.add_parser("lab", help="lab tools: `lab demo` boots phones on a private virtual LAN (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
+    demo = lab_sub.add_parser("demo", help="serve the example site to simulated phones in network namespaces",
+                              add_help=False)
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=_cmd_lab)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the site file (for editors)")
     s.set_defaults(func=_cmd_schema)

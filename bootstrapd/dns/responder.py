@@ -1,0 +1,211 @@
+"""Query bytes -> reply bytes (or None: drop) plus an Outcome, for one zone.
+
+The error ladder follows dnspython's server practice: fewer than 12 octets or QR set -> drop; bytes
+dnslib cannot parse -> FORMERR; opcode other than QUERY -> NOTIMP; EDNS version above 0 -> BADVERS
+(RFC 6891 section 6.1.3); anything escaping our own code -> SERVFAIL with the error in the Outcome.
+
+The fast path reads only the header, the question and an optional lone OPT record, and answers from a
+prepared reply; everything else (first sight of a question, odd shapes) goes through dnslib.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+
+from dnslib import DNSRecord
+
+from bootstrapd.dns.lookup import Lookup, Result, lookup
+from bootstrapd.dns.names import Name, from_labels, to_text, wire_of_labels
+from bootstrapd.dns.outcome import DropReason, Outcome, dropped
+from bootstrapd.dns.prepared import Prepared, PreparedCache, Variant, fit, prepare
+from bootstrapd.dns.wire import (
+    CD,
+    CLASS_IN,
+    HEADER_LEN,
+    OPCODE_MASK,
+    OPT_DO,
+    OPT_LEN,
+    OPT_PLAIN,
+    OUR_UDP_SIZE,
+    PLAIN_UDP_LIMIT,
+    QR,
+    RD,
+    QType,
+    Rcode,
+    opt_record,
+    qtype_label,
+)
+from bootstrapd.dns.zone import Zone
+
+Reply = tuple[bytes | None, Outcome]
+
+_NO_EDNS = -1
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
+_NO_AR = b"\x00\x00"
+_ONE_AR = b"\x00\x01"
+_OPT_HEAD = b"\x00\x00\x29"  # root owner, TYPE OPT
+_SHORT_HEADER = dropped(DropReason.SHORT_HEADER)
+_NOT_A_QUERY = dropped(DropReason.NOT_A_QUERY)
+_REFUSED_TYPES = (QType.AXFR, QType.IXFR)  # zone transfers: nobody secondaries us
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    """The client's OPT record (RFC 6891 section 6.1.3)."""
+
+    size: int
+    version: int
+    do: bool
+
+
+class Responder:
+    def __init__(self, zone: Zone, *, max_udp_size: int = OUR_UDP_SIZE, cache_entries: int = 20_000) -> None:
+        self.zone = zone
+        self.max_udp_size = max_udp_size
+        self.cache = PreparedCache(cache_entries)
+        self._get = self.cache.get
+
+    def lease_changed(self, label: bytes, address: ipaddress.IPv4Address) -> None:
+        """LeaseTable listener: forget only the replies that consulted the lease's names."""
+        self.cache.invalidate(self.zone.lease_names(label, address))
+
+    def respond(self, data: bytes, tcp: bool = False) -> Reply:
+        """The reply to one query message (without the TCP length prefix)."""
+        try:
+            if len(data) >= 17 and not data[2] & (QR | OPCODE_MASK) and data[4:10] == _ONE_QUESTION:
+                end = data.find(0, HEADER_LEN) + 1
+                if end:
+                    # A key matches only a well-formed name: keys hold no zero octet before their root label.
+                    qend = end + 4
+                    prepared = self._get(data[HEADER_LEN:end].lower() + data[end:qend])
+                    if prepared is not None:
+                        v = self._fast_variant(prepared, data, qend, tcp)
+                        if v is not None:
+                            head = v.heads[(data[2] & RD) | ((data[3] & CD) >> 3)]
+                            return b"".join((data[:2], head, data[HEADER_LEN:qend], v.tail)), v.outcome
+            return self._slow(data, tcp)
+        except Exception as exc:  # design.md convention 3: a bug in our code, answered SERVFAIL
+            return _servfail(data, exc)
+
+    def _fast_variant(self, p: Prepared, data: bytes, qend: int, tcp: bool) -> Variant | None:
+        """The reply for a query that is exactly header, question and at most one OPT; else None."""
+        n = len(data)
+        if n == qend:
+            return self._variant(p, _NO_EDNS, False, tcp) if data[10:12] == _NO_AR else None
+        if (
+            n < qend + OPT_LEN
+            or data[10:12] != _ONE_AR
+            or data[qend : qend + 3] != _OPT_HEAD
+            or data[qend + 6]  # EDNS version: BADVERS is the slow path's job
+            or n != qend + OPT_LEN + int.from_bytes(data[qend + 9 : qend + 11], "big")
+        ):
+            return None
+        size = int.from_bytes(data[qend + 3 : qend + 5], "big")
+        return self._variant(p, size, bool(data[qend + 7] & 0x80), tcp)
+
+    def _variant(self, p: Prepared, edns_size: int, do: bool, tcp: bool) -> Variant:
+        """Size limits: 512 without EDNS (edns_size -1), else the client's buffer (at least 512) up to
+        our maximum; 64 KiB on TCP. `do` is the client's DNSSEC OK bit, echoed in our OPT."""
+        if edns_size < 0:
+            return p.tcp if tcp else p.udp
+        if tcp:
+            return p.tcp_do if do else p.tcp_edns
+        if edns_size >= self.max_udp_size:
+            return p.udp_do if do else p.udp_edns
+        return fit(p.encoded, max(edns_size, PLAIN_UDP_LIMIT), OPT_DO if do else OPT_PLAIN)
+
+    def _slow(self, data: bytes, tcp: bool) -> Reply:
+        if len(data) < HEADER_LEN:
+            return None, _SHORT_HEADER
+        if data[2] & QR:
+            return None, _NOT_A_QUERY
+        try:
+            message = DNSRecord.parse(data)
+        except Exception:  # dnslib's DNSError and whatever odd bytes provoke: not a valid message
+            return _error(data, Rcode.NOTIMP if data[2] & OPCODE_MASK else Rcode.FORMERR, None)
+        q = _question(message)
+        edns = _message_edns(message)
+        if data[2] & OPCODE_MASK:
+            return _error(data, Rcode.NOTIMP, q)
+        if q is None or edns is False:
+            return _error(data, Rcode.FORMERR, q)
+        if edns is not None and edns.version > 0:
+            return _error(data, Rcode.BADVERS, q, edns)
+        key = q.qname + q.wire[-4:]
+        prepared = self._get(key)
+        if prepared is None:
+            prepared = self._prepare(key, q.qname, q.qtype, q.qclass)
+        v = self._variant(prepared, edns.size, edns.do, tcp) if edns else self._variant(prepared, _NO_EDNS, False, tcp)
+        head = v.heads[(data[2] & RD) | ((data[3] & CD) >> 3)]
+        return b"".join((data[:2], head, q.wire, v.tail)), v.outcome
+
+    def _prepare(self, key: bytes, qname: Name, qtype: int, qclass: int) -> Prepared:
+        if qtype == QType.OPT:  # RFC 6891 section 6.1.1: a pseudo-RR, not something to ask for
+            found = Lookup(Result.REFUSED, touched=frozenset([qname]))
+            prepared = prepare(qname, qtype, qclass, found, self.max_udp_size, Rcode.FORMERR)
+        elif qclass != CLASS_IN or qtype in _REFUSED_TYPES:
+            found = Lookup(Result.REFUSED, touched=frozenset([qname]))
+            prepared = prepare(qname, qtype, qclass, found, self.max_udp_size)
+        else:
+            found = lookup(self.zone, qname, qtype)
+            prepared = prepare(qname, qtype, qclass, found, self.max_udp_size)
+        self.cache.put(key, prepared, found.touched)
+        return prepared
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    wire: bytes  # as the client wrote it (uncompressed): echoed in the reply
+    qname: Name  # lower-case
+    qtype: int
+    qclass: int
+
+
+def _question(message: DNSRecord) -> Question | None:
+    """The one question (RFC 1035 section 4.1.2), None when there is not exactly one valid question."""
+    if len(message.questions) != 1:
+        return None
+    q = message.questions[0]
+    raw = tuple(q.qname.label)
+    qtype, qclass = int(q.qtype), int(q.qclass)
+    try:
+        qname = from_labels(raw)
+    except ValueError:
+        return None
+    wire = wire_of_labels(raw) + qtype.to_bytes(2, "big") + qclass.to_bytes(2, "big")
+    return Question(wire, qname, qtype, qclass)
+
+
+def _message_edns(message: DNSRecord) -> Edns | Literal[False] | None:
+    """The client's OPT, None without one; False when malformed (RFC 6891 section 6.1.1: only one, root
+    owner, in the additional section)."""
+    opts = [rr for rr in message.ar if rr.rtype == QType.OPT]
+    misplaced = any(rr.rtype == QType.OPT for rr in [*message.rr, *message.auth])
+    if not opts:
+        return False if misplaced else None
+    if misplaced or len(opts) > 1 or tuple(opts[0].rname.label):
+        return False
+    opt = opts[0]
+    return Edns(int(opt.rclass), (int(opt.ttl) >> 16) & 0xFF, bool(int(opt.ttl) & 0x8000))
+
+
+def _error(data: bytes, rcode: Rcode, q: Question | None, edns: Edns | None = None) -> Reply:
+    """A reply with no records: the client's ID, opcode and RD, our rcode, the question if readable."""
+    flags = bytes((QR | (data[2] & (OPCODE_MASK | RD)), (int(rcode) & 0x0F) | (data[3] & CD)))
+    opt = b"" if edns is None else opt_record(edns.do, int(rcode) >> 4)
+    counts = (b"\x00\x01" if q else b"\x00\x00") + b"\x00\x00\x00\x00" + (_NO_AR if edns is None else _ONE_AR)
+    if q is None:
+        return b"".join((data[:2], flags, counts, opt)), Outcome(None, None, "other", rcode)
+    outcome = Outcome(to_text(q.qname), q.qtype, qtype_label(q.qtype), rcode)
+    return b"".join((data[:2], flags, counts, q.wire, opt)), outcome
+
+
+def _servfail(data: bytes, exc: Exception) -> Reply:
+    error = f"{type(exc).__name__}: {exc}"
+    if len(data) < HEADER_LEN:
+        return None, Outcome(None, None, "other", None, drop=DropReason.SHORT_HEADER, error=error)
+    reply, _ = _error(data, Rcode.SERVFAIL, None)
+    return reply, Outcome(None, None, "other", Rcode.SERVFAIL, error=error)
+

@@ -1,0 +1,145 @@
+"""Wiring: load the site, start metrics, DNS and DHCP, handle signals (SIGTERM stop, SIGHUP reload), sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from bootstrapd.config import LoadResult, check_site
+from bootstrapd.config.model import Site
+from bootstrapd.dhcp.leases import Lease
+from bootstrapd.observability.logging import configure, get_logger
+from bootstrapd.observability.metrics import Metrics
+
+
+def sd_notify(message: str) -> bool:
+    """The systemd notify protocol: one datagram to $NOTIFY_SOCKET; a no-op outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract namespace socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(path)
+            s.sendall(message.encode())
+        except OSError:
+            return False
+    return True
+
+
+def lease_dns_name(lease: Lease) -> str:
+    """A leased device's DNS name: its host name, else SEP<MAC upper-case> as Cisco phones call themselves."""
+    if lease.hostname:
+        return lease.hostname
+    return "SEP" + lease.chaddr.hex().upper()[:12]
+
+
+class Service:
+    def __init__(self, path: str, loaded: LoadResult, site: Site) -> None:
+        self.path = path
+        self.digest = loaded.digest
+        self.site = site
+        self.metrics = Metrics()
+        self.log = get_logger(site=site.site)
+        self.dns: Any = None
+        self.dhcp: Any = None
+        self._stop = asyncio.Event()
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._start()
+        except OSError as e:
+            self.log.error("service.start_failed", error=str(e))
+            await self._shutdown()
+            return 1
+        self.metrics.reloads.labels(result="success").inc()
+        self.metrics.reload_last_success.set(time.time())
+        sd_notify(f"READY=1\nSTATUS={self._status()}")
+        self.log.info("service.ready", status=self._status())
+        await self._stop.wait()
+        sd_notify("STOPPING=1")
+        await self._shutdown()
+        self.log.info("service.stopped")
+        return 0
+
+    async def _start(self) -> None:
+        from bootstrapd.dhcp.store_sqlite import open_store
+        from bootstrapd.transport.dhcp import DhcpServer
+        from bootstrapd.transport.dns import DnsServer
+
+        site = self.site
+        if site.metrics.listen is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=self.metrics.registry)
+        self.dns = DnsServer(site, self.metrics, self.log)
+        await self.dns.start()
+        os.makedirs(site.state_dir, exist_ok=True)
+        store = open_store(site.state_dir)
+        self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event)
+        await self.dhcp.start()
+
+    def _lease_event(self, event: str, lease: Lease) -> None:
+        if self.dns is None or not self.site.dns.lease_records:
+            return
+        name = lease_dns_name(lease)
+        if event == "bound":
+            self.dns.lease_records.add(name, lease.address)
+        else:
+            self.dns.lease_records.remove(name, lease.address)
+
+    async def _shutdown(self) -> None:
+        if self.dhcp is not None:
+            await self.dhcp.stop()
+        if self.dns is not None:
+            await self.dns.stop()
+
+    def _status(self) -> str:
+        s = self.site
+        return (f"site {s.site}: DHCP on {','.join(s.listen.interfaces)}:{s.listen.dhcp_port}, "
+                f"DNS {s.listen.address}:{s.listen.dns_port} for {s.domain}")
+
+    def reload(self) -> None:
+        """SIGHUP: a valid new site swaps in; an invalid one is logged and the running one keeps serving."""
+        sd_notify("RELOADING=1")
+        loaded = check_site(self.path)
+        if loaded.site is None:
+            for d in loaded.errors:
+                self.log.error("service.reload_error", error=str(d))
+            self.metrics.reloads.labels(result="failure").inc()
+            self.metrics.reload_last_failed.set(1)
+            self.log.error("service.reload_rejected", errors=len(loaded.errors), kept=self.digest[:12])
+        else:
+            new = loaded.site
+            if new.listen != self.site.listen or new.state_dir != self.site.state_dir:
+                self.log.warning("service.reload_needs_restart", detail="listen and state_dir apply at restart")
+            self.dns.reload(new)
+            self.dhcp.reload(new)
+            self.site, self.digest = new, loaded.digest
+            self.metrics.reloads.labels(result="success").inc()
+            self.metrics.reload_last_success.set(time.time())
+            self.metrics.reload_last_failed.set(0)
+            self.log.info("service.reloaded", digest=self.digest[:12])
+        sd_notify(f"READY=1\nSTATUS={self._status()}")
+
+
+def run(path: str) -> int:
+    loaded = check_site(path)
+    for d in loaded.diagnostics:
+        print(d, file=sys.stderr)
+    if loaded.site is None:
+        print(f"bootstrapd: {path} is invalid; not starting", file=sys.stderr)
+        return 1
+    site = loaded.site
+    configure(site.logging.format, site.logging.level)
+    return asyncio.run(Service(path, loaded, site).main())

@@ -1,0 +1,270 @@
+"""The DHCP shell: sockets per interface, a bounded queue, group commit, RFC 2131 section 4.1 delivery.
+
+The receiver only enqueues (bounded; a full queue is a counted drop). One worker drains whatever has arrived,
+runs the pure engine on each packet, makes the burst's leases durable with ONE store flush, then sends the
+burst's replies: a lease is on disk before its ACK leaves, and a burst costs one fsync, not one per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from bootstrapd.config.model import Site
+from bootstrapd.dhcp.codec import MessageType, parse
+from bootstrapd.dhcp.engine import Engine
+from bootstrapd.dhcp.leases import Lease, LeaseStore
+from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
+from bootstrapd.errors import ParseError, StoreError
+from bootstrapd.observability.metrics import Metrics, model_label
+from bootstrapd.transport.l2 import L2Sender, interface_address, udp_frame
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+MAX_DATAGRAM = 1500  # bounded reads: anything longer is not a DHCP packet we answer
+QUEUE_LIMIT = 4096
+BURST_LIMIT = 256
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
+
+
+@dataclass
+class _Listener:
+    ifname: str
+    sock: socket.socket
+    transport: asyncio.DatagramTransport
+    l2: L2Sender | None
+    address: ipaddress.IPv4Address | None
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DhcpServer, ifname: str) -> None:
+        self._server = server
+        self._ifname = ifname
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self._server.enqueue(data, self._ifname, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._server.log.warning("dhcp.socket_error", interface=self._ifname, error=str(exc))
+
+
+class DhcpServer:
+    def __init__(self, site: Site, store: LeaseStore, metrics: Metrics, log: Any,
+                 on_lease: LeaseHook | None = None) -> None:
+        self.site = site
+        self.store = store
+        self.metrics = metrics
+        self.log = log
+        self.engine = Engine(site, store)
+        self._on_lease = on_lease
+        self._queue: asyncio.Queue[tuple[bytes, str, tuple[Any, int], float]] = asyncio.Queue(QUEUE_LIMIT)
+        self._listeners: dict[str, _Listener] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._store_failed = False
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for ifname in self.site.listen.interfaces:
+            sock = self._socket(ifname)
+            transport, _ = await loop.create_datagram_endpoint(partial(_Protocol, self, ifname), sock=sock)
+            l2 = L2Sender.open(ifname)
+            if l2 is None:
+                self.log.warning("dhcp.no_l2", interface=ifname, detail="no CAP_NET_RAW: unicast replies broadcast")
+            addr = interface_address(ifname)
+            self._listeners[ifname] = _Listener(ifname, sock, transport, l2, addr)
+            self.log.info("dhcp.listening", interface=ifname, address=str(addr), port=self.site.listen.dhcp_port)
+        self._tasks = [asyncio.create_task(self._worker()), asyncio.create_task(self._housekeeping())]
+        self._update_gauges(time.time())
+
+    def _socket(self, ifname: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind(("0.0.0.0", self.site.listen.dhcp_port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for listener in self._listeners.values():
+            listener.transport.close()
+            if listener.l2:
+                listener.l2.close()
+        self._listeners.clear()
+        self.store.flush()
+
+    def reload(self, site: Site) -> None:
+        self.site = site
+        self.engine.reload(site)
+        self._update_gauges(time.time())
+
+    # -- receive ------------------------------------------------------------------------------------------
+    def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int]) -> None:
+        if len(data) > MAX_DATAGRAM:
+            self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
+            return
+        try:
+            self._queue.put_nowait((data, ifname, addr, time.perf_counter()))
+        except asyncio.QueueFull:
+            self._drop(DropReason.QUEUE_FULL, ifname=ifname)
+
+    async def _worker(self) -> None:
+        while True:
+            first = await self._queue.get()
+            burst = [first]
+            while len(burst) < BURST_LIMIT and not self._queue.empty():
+                burst.append(self._queue.get_nowait())
+            self._process(burst)
+
+    def _process(self, burst: list[tuple[bytes, str, tuple[Any, int], float]]) -> None:
+        now = time.time()
+        outcomes: list[tuple[Reply | Silent, str, float]] = []
+        self._store_failed = False
+        for data, ifname, addr, t0 in burst:
+            outcome = self._handle(data, ifname, addr, now)
+            if outcome is not None:
+                outcomes.append((outcome, ifname, t0))
+        if not outcomes:
+            return
+        try:
+            if self._store_failed:  # the store discarded this burst's earlier writes too
+                raise StoreError("a write of this burst failed")
+            self.store.flush()  # durable before any ACK of this burst leaves (design.md convention 5)
+        except StoreError as e:
+            # The store discarded the burst's writes: no reply may promise a lease that is not on disk.
+            self.log.error("dhcp.store_failed", error=str(e), replies_dropped=len(outcomes))
+            for _ in outcomes:
+                self._drop(DropReason.STORE_FAILED)
+            return
+        for outcome, ifname, t0 in outcomes:
+            if isinstance(outcome, Reply):
+                self._send(outcome, ifname)
+                self.metrics.dhcp_latency.observe(time.perf_counter() - t0)
+            self._after(outcome)
+
+    def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], now: float) -> Reply | Silent | None:
+        try:
+            msg = parse(data)
+        except ParseError as e:
+            self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail=str(e))
+            return None
+        mtype = msg.msg_type
+        self.metrics.dhcp_received.labels(type=mtype.name.lower() if mtype else "none").inc()
+        listener = self._listeners.get(ifname)
+        rx = Rx(ifname, listener.address if listener else None, ipaddress.IPv4Address(addr[0]), int(addr[1]))
+        try:
+            outcome = self.engine.handle(msg, rx, now)
+        except StoreError as e:
+            self._store_failed = True
+            self._drop(DropReason.STORE_FAILED, ifname=ifname, xid=msg.xid, chaddr=msg.chaddr_mac, detail=str(e))
+            return None
+        except Exception as e:  # a bug in the core: count it, drop the packet, keep serving
+            self.metrics.dhcp_errors.inc()
+            self.log.error("dhcp.internal_error", xid=f"{msg.xid:#010x}", chaddr=msg.chaddr_mac, error=repr(e))
+            self._drop(DropReason.INTERNAL_ERROR, ifname=ifname, xid=msg.xid, chaddr=msg.chaddr_mac)
+            return None
+        if isinstance(outcome, Drop):
+            self._store_failed |= outcome.reason is DropReason.STORE_FAILED
+            self._drop(outcome.reason, ifname=ifname, xid=msg.xid, chaddr=msg.chaddr_mac, detail=outcome.detail,
+                       msg_type=mtype.name if mtype else None)
+            return None
+        if isinstance(outcome, Reply) and outcome.new_device:
+            self.metrics.devices_by_class.labels(**{"class": outcome.device_class or "none"}).inc()
+            self.metrics.devices_by_model.labels(model=model_label(msg.vendor_class)).inc()
+        log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
+        if msg.relay_agent_info:
+            log_fields["relay_agent_info"] = msg.relay_agent_info.hex()
+        if isinstance(outcome, Reply):
+            self.log.info(f"dhcp.{outcome.msg_type.name.lower()}", **log_fields, msg_type=mtype.name if mtype else None,
+                          device_class=outcome.device_class, address=str(outcome.address or ""),
+                          vendor_class=msg.vendor_class)
+        else:
+            self.log.info(f"dhcp.{outcome.event}", **log_fields,
+                          address=str(outcome.lease.address) if outcome.lease else None)
+        return outcome
+
+    def _drop(self, reason: DropReason, **fields: Any) -> None:
+        self.metrics.dhcp_drops.labels(reason=reason.value).inc()
+        if "xid" in fields and isinstance(fields["xid"], int):
+            fields["xid"] = f"{fields['xid']:#010x}"
+        level = self.log.warning if reason is DropReason.POOL_EXHAUSTED else self.log.info
+        level("dhcp.drop", reason=reason.value, **{k: v for k, v in fields.items() if v})
+
+    # -- send ---------------------------------------------------------------------------------------------
+    def _send(self, reply: Reply, ifname: str) -> None:
+        dest = reply.destination
+        listener = self._listeners.get(ifname)
+        if listener is None:
+            return
+        self.metrics.dhcp_sent.labels(type=reply.msg_type.name.lower()).inc()
+        if dest.l2_unicast is not None and listener.l2 is not None and listener.address is not None:
+            frame = udp_frame(listener.l2.mac, dest.l2_unicast[:6], listener.address, dest.ip,
+                              self.site.listen.dhcp_port, dest.port, reply.wire)
+            try:
+                listener.l2.send(frame)
+                return
+            except OSError as e:
+                self.log.debug("dhcp.l2_failed", error=str(e))
+        target = BROADCAST if dest.broadcast or dest.l2_unicast is not None else dest.ip
+        try:
+            listener.sock.sendto(reply.wire, (str(target), dest.port))
+        except OSError as e:
+            self.log.warning("dhcp.send_failed", interface=ifname, to=str(target), error=str(e))
+
+    def _after(self, outcome: Reply | Silent) -> None:
+        if self._on_lease is None:
+            return
+        if isinstance(outcome, Reply):
+            if outcome.msg_type is MessageType.ACK and outcome.lease is not None:
+                self._on_lease("bound", outcome.lease)
+        elif outcome.lease is not None:
+            self._on_lease(outcome.event, outcome.lease)
+
+    # -- periodic -----------------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            self._update_gauges(time.time())
+            self.metrics.dhcp_kernel_drops.set(kernel_udp_drops(self.site.listen.dhcp_port))
+
+    def _update_gauges(self, now: float) -> None:
+        for subnet, size in self.engine.pool_sizes().items():
+            self.metrics.dhcp_pool_size.labels(subnet=subnet).set(size)
+        for subnet, count in self.engine.active_leases(now).items():
+            self.metrics.dhcp_leases_active.labels(subnet=subnet).set(count)
+        self.metrics.dhcp_offers_held.set(self.engine.offers_held(now))
+
+
+def kernel_udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped on sockets bound to `port` in this network namespace (/proc/net/udp)."""
+    total = 0
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    total += int(cols[-1])
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0
+    return total

@@ -1,0 +1,349 @@
+"""The asyncio shell around the DNS responder: UDP and TCP sockets, logging, metrics, reload.
+
+UDP: the socket is registered with `loop.add_reader` and drained up to `UDP_BATCH` datagrams per wakeup.
+Answering inline is bounded work (a dictionary lookup and a join on the hot path), so there is no queue
+between receive and reply; datagrams beyond what we keep up with wait in (and overflow from) the kernel's
+receive buffer, which the kernel counts.
+TCP (RFC 7766): two-octet length framing, several queries per connection answered in order, an idle
+timeout, a cap on concurrent connections and a bound on message size.
+Counts are kept in plain dicts per query and pushed to Prometheus every `FLUSH_INTERVAL` seconds and on
+stop, because prometheus_client's labelled calls cost more than answering a prepared query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from bootstrapd.config.model import Site
+from bootstrapd.dns import LeaseRecords, LeaseTable, Responder, Zone
+from bootstrapd.dns.outcome import DropReason, Outcome, dropped
+from bootstrapd.observability.metrics import Metrics
+from bootstrapd.transport import dns_mmsg
+
+UDP_BATCH = 64  # datagrams per recvmmsg (or per wakeup without it)
+UDP_ROUNDS = 4  # batches per wakeup before yielding to the event loop
+UDP_RECV_SIZE = 4096  # larger datagrams are cut by the kernel and then FORMERR
+UDP_RCVBUF = 4 << 20  # ride out bursts (the kernel caps it at net.core.rmem_max)
+TCP_MAX_QUERY = 8192  # queries are tiny; anything longer closes the connection
+FLUSH_INTERVAL = 1.0
+
+_SEND_FAILED = dropped(DropReason.SEND_FAILED)
+_TOO_LONG = dropped(DropReason.TOO_LONG)
+_CONNECTION_LIMIT = dropped(DropReason.CONNECTION_LIMIT)
+
+
+class _Stats:
+    """Per-query counts in dicts keyed by Outcome (identity-hashed, one per prepared answer) and latency
+    in local buckets; `flush` pushes them to Prometheus in bulk."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.counts: dict[str, dict[Outcome, int]] = {"udp": {}, "tcp": {}}
+        hist = metrics.dns_latency
+        self.bounds: list[float] = list(getattr(hist, "_upper_bounds", [])) or [float("inf")]
+        self.buckets = [0] * len(self.bounds)
+        self.latency_sum = 0.0
+
+    def record(self, outcome: Outcome, transport: str, seconds: float | None) -> None:
+        counts = self.counts[transport]
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if seconds is not None:
+            self.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
+            self.latency_sum += seconds
+
+    def observe(self, replies: int, seconds: float) -> None:
+        """`replies` answers that each took `seconds` from our receive to our send."""
+        self.buckets[bisect.bisect_left(self.bounds, seconds)] += replies
+        self.latency_sum += replies * seconds
+
+    def flush(self) -> None:
+        m = self.metrics
+        for transport, counts in self.counts.items():
+            items = list(counts.items())
+            counts.clear()
+            for outcome, n in items:
+                if outcome.drop in (DropReason.CONNECTION_LIMIT, DropReason.SEND_FAILED):
+                    m.dns_drops.labels(outcome.drop.value).inc(n)  # not a query of its own
+                    continue
+                m.dns_queries.labels(outcome.qtype_label, transport).inc(n)
+                if outcome.drop is not None:
+                    m.dns_drops.labels(outcome.drop.value).inc(n)
+                if outcome.rcode is not None:
+                    m.dns_responses.labels(outcome.rcode.name).inc(n)
+                if outcome.error is not None:
+                    m.dns_errors.inc(n)
+        self._flush_latency()
+
+    def _flush_latency(self) -> None:
+        buckets, total = self.buckets[:], self.latency_sum
+        self.buckets[:] = [0] * len(self.bounds)
+        self.latency_sum = 0.0
+        count = sum(buckets)
+        if not count:
+            return
+        hist = self.metrics.dns_latency
+        values = getattr(hist, "_buckets", None)
+        if values is None or len(values) != len(buckets):  # prometheus_client changed: approximate
+            for _ in range(count):
+                hist.observe(total / count)
+            return
+        # Bulk add into the histogram's own per-bucket values (what observe() increments one at a time).
+        for value, n in zip(values, buckets, strict=True):
+            if n:
+                value.inc(n)
+        hist._sum.inc(total)
+
+
+def _debug_enabled(log: Any) -> bool:
+    check = getattr(log, "is_enabled_for", None)
+    return bool(check(logging.DEBUG)) if check is not None else True
+
+
+class DnsServer:
+    """Authoritative DNS for one site on UDP and TCP."""
+
+    def __init__(
+        self,
+        site: Site,
+        metrics: Metrics,
+        log: Any | None = None,
+        *,
+        bind: Sequence[tuple[str, int]] | None = None,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 64,
+        batch_io: bool | None = None,
+    ) -> None:
+        """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
+        picks a free one, shared by UDP and TCP); `batch_io` forces recvmmsg/sendmmsg on or off (None:
+        whenever available)."""
+        self._metrics = metrics
+        self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
+        self._debug = _debug_enabled(self._log)
+        self._bind = list(bind) if bind else [(str(site.listen.address), site.listen.dns_port)]
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.max_tcp_connections = max_tcp_connections
+        self.batch_io = dns_mmsg.available() if batch_io is None else batch_io
+        self._leases = LeaseTable()
+        self._responder = self._build(site)
+        self._stats = _Stats(metrics)
+        self._udp: list[socket.socket] = []
+        self._tcp: list[asyncio.Server] = []
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._flusher: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.addresses: list[tuple[str, int]] = []
+
+    @property
+    def lease_records(self) -> LeaseRecords:
+        """For the DHCP side: publish and withdraw leased devices' A and PTR records."""
+        return self._leases
+
+    @property
+    def responder(self) -> Responder:
+        return self._responder
+
+    def _build(self, site: Site) -> Responder:
+        zone = Zone.from_site(site, lease_records=self._leases)
+        for note in zone.ignored:
+            self._log.warning("dns.record_ignored", detail=note)
+        responder = Responder(zone)
+        self._leases.on_change = responder.lease_changed
+        return responder
+
+    def reload(self, site: Site) -> None:
+        """Swap in a zone built from `site`; on ConfigError the running zone keeps serving.
+
+        Listening addresses are not rebound: changing them needs a restart.
+        """
+        self._responder = self._build(site)
+        self._debug = _debug_enabled(self._log)
+        self._log.info("dns.reloaded", zones=len(self._responder.zone.apexes))
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            for host, port in self._bind:
+                sock = self._udp_socket(host, port)
+                bound = sock.getsockname()[1]
+                server = await asyncio.start_server(
+                    self._tcp_client, host, bound, reuse_address=True, limit=TCP_MAX_QUERY + 2
+                )
+                self._tcp.append(server)
+                self.addresses.append((host, bound))
+        except BaseException:
+            await self.stop()
+            raise
+        self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
+        self._log.info("dns.started", addresses=[f"{h}:{p}" for h, p in self.addresses])
+
+    def _udp_socket(self, host: str, port: int) -> socket.socket:
+        assert self._loop is not None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            if self.batch_io:
+                self._loop.add_reader(sock.fileno(), self._udp_ready_batch, dns_mmsg.BatchSocket(sock, UDP_BATCH))
+            else:
+                self._loop.add_reader(sock.fileno(), self._udp_ready, sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._udp.append(sock)
+        return sock
+
+    async def stop(self) -> None:
+        for sock in self._udp:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._udp.clear()
+        for server in self._tcp:
+            server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        for server in self._tcp:
+            await server.wait_closed()
+        self._tcp.clear()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self._stats.flush()
+        self.addresses.clear()
+
+    def _flush(self) -> None:
+        self._stats.flush()
+        assert self._loop is not None
+        self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
+
+    def _udp_ready(self, sock: socket.socket) -> None:
+        # The hot loop: names bound once per wakeup, counting inlined (see _Stats.record).
+        respond = self._responder.respond
+        stats = self._stats
+        counts = stats.counts["udp"]
+        buckets, bounds = stats.buckets, stats.bounds
+        clock, bucket_of = time.perf_counter, bisect.bisect_left
+        debug = self._debug
+        spent = 0.0
+        for _ in range(UDP_BATCH):
+            try:
+                data, peer = sock.recvfrom(UDP_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. a queued ICMP error; the socket stays usable
+                self._log.warning("dns.udp_error", error=str(exc))
+                break
+            start = clock()
+            reply, outcome = respond(data)
+            if reply is not None:
+                try:
+                    sock.sendto(reply, peer)
+                except OSError:
+                    counts[_SEND_FAILED] = counts.get(_SEND_FAILED, 0) + 1
+                else:
+                    seconds = clock() - start
+                    buckets[bucket_of(bounds, seconds)] += 1
+                    spent += seconds
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if debug or outcome.error is not None:
+                self._event(outcome, "udp", peer)
+        stats.latency_sum += spent
+
+    def _udp_ready_batch(self, io: dns_mmsg.BatchSocket) -> None:
+        """The hot loop with recvmmsg/sendmmsg: one system call each way per batch of datagrams."""
+        respond = self._responder.respond
+        stats = self._stats
+        counts = stats.counts["udp"]
+        message, reply = io.message, io.reply
+        debug = self._debug
+        for _ in range(UDP_ROUNDS):
+            try:
+                n = io.recv()
+            except OSError as exc:
+                self._log.warning("dns.udp_error", error=str(exc))
+                return
+            if not n:
+                return
+            start = time.perf_counter()
+            answered = 0
+            for i in range(n):
+                answer, outcome = respond(message(i))
+                if answer is not None:
+                    reply(i, answer)
+                    answered += 1
+                counts[outcome] = counts.get(outcome, 0) + 1
+                if debug or outcome.error is not None:
+                    self._event(outcome, "udp", io.peer(i))
+            failed = io.flush()
+            if failed:
+                counts[_SEND_FAILED] = counts.get(_SEND_FAILED, 0) + failed
+            stats.observe(answered - failed, time.perf_counter() - start)
+            if n < io.batch:
+                return
+
+    def _event(self, outcome: Outcome, transport: str, peer: Any) -> None:
+        if outcome.error is not None:
+            self._log.error("dns.internal_error", error=outcome.error, client=str(peer[0]))
+        self._log.debug(
+            "dns.query",
+            qname=outcome.qname,
+            qtype=outcome.qtype_label if outcome.qtype_label != "other" else outcome.qtype,
+            rcode=outcome.rcode.name if outcome.rcode is not None else None,
+            outcome="drop" if outcome.drop else "reply",
+            reason=outcome.drop.value if outcome.drop else None,
+            truncated=outcome.truncated,
+            transport=transport,
+            client=str(peer[0]),
+        )
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        task = asyncio.current_task()
+        if task is None or len(self._connections) >= self.max_tcp_connections:
+            self._stats.record(_CONNECTION_LIMIT, "tcp", None)
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await self._tcp_serve(reader, writer, peer)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _tcp_serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any) -> None:
+        idle = self.tcp_idle_timeout
+        while True:
+            head = await asyncio.wait_for(reader.readexactly(2), idle)
+            size = int.from_bytes(head, "big")
+            if size > TCP_MAX_QUERY:
+                self._stats.record(_TOO_LONG, "tcp", None)
+                return
+            data = await asyncio.wait_for(reader.readexactly(size), idle)
+            start = time.perf_counter()
+            reply, outcome = self._responder.respond(data, tcp=True)
+            if self._debug or outcome.error is not None:
+                self._event(outcome, "tcp", peer)
+            if reply is None:
+                self._stats.record(outcome, "tcp", None)
+                return
+            writer.write(len(reply).to_bytes(2, "big") + reply)
+            await asyncio.wait_for(writer.drain(), idle)
+            self._stats.record(outcome, "tcp", time.perf_counter() - start)
