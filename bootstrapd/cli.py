@@ -43,12 +43,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return int(run(args.config))
 
 
-def _cmd_lab(args: argparse.Namespace) -> int:
-    from bootstrapd.lab.demo import main as demo_main
-
-    return demo_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bootstrapd",
@@ -70,10 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="lab tools: `lab demo` boots phones on a private virtual LAN (root)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
-    demo = lab_sub.add_parser("demo", help="serve the example site to simulated phones in network namespaces",
-                              add_help=False)
-    demo.add_argument("rest", nargs=argparse.REMAINDER)
-    demo.set_defaults(func=_cmd_lab)
+    lab_sub.add_parser("demo", help="serve the example site to phones in network namespaces (--help for options)")
 
     s = sub.add_parser("schema", help="print the JSON Schema of the site file (for editors)")
     s.set_defaults(func=_cmd_schema)
@@ -81,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["lab", "demo"]:  # the demo parses its own options
+        from bootstrapd.lab.demo import main as demo_main
+
+        return demo_main(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

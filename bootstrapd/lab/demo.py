@@ -35,7 +35,8 @@ class PhoneResult:
 def _boot_phone(host: Host, model: str, mac: str, workdir: Path) -> PhoneResult:
     out = workdir / f"{host.name}.env"
     script = workdir / f"{host.name}.sh"
-    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && env > "{out}"\nexit 0\n')
+    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && env > "{out}" && ip addr add "$ip/$mask" dev "$interface"\n'
+                      'exit 0\n')
     script.chmod(0o755)
     t0 = time.monotonic()
     host.run(["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", str(script),
@@ -73,6 +74,7 @@ def run_demo(phones: int, site: Path) -> int:
         lan = staging_lan(lab, clients=0)
         hosts = [(lan.add_client(mac=f"00:56:2b:00:{i // 256:02x}:{i % 256:02x}"), MODELS[i % len(MODELS)])
                  for i in range(phones)]
+        hosts.append((lan.add_client(name="laptop"), "MSFT 5.0"))  # not a phone: an address, no provisioning
         daemon = Daemon(lan.server, work, {"extends": str(site.resolve()), "state_dir": str(work / "state"),
                                             "logging": {"format": "json", "level": "info"}})
         t0 = time.monotonic()
@@ -86,12 +88,15 @@ def run_demo(phones: int, site: Path) -> int:
             print(f"{r.mac:<18} {r.model:<13} {r.address:<14} {r.seconds:5.2f}  {r.found_by}")
         leased = sum(r.address != "-" for r in results)
         distinct = len({r.address for r in results if r.address != "-"})
-        print(f"\n{leased}/{phones} phones leased, {distinct} distinct addresses")
+        provisioned = sum(r.found_by.startswith("option") for r in results)
+        print(f"\n{leased}/{len(results)} devices leased, {distinct} distinct addresses, "
+              f"{provisioned} given a provisioning URL (the laptop must not be)")
+        asker = next((h for (h, _), r in zip(hosts, results, strict=True) if r.address != "-"), None)
         for svc in ("_ciscoprov-https._tls", "_ciscoprov-http._tcp"):
-            for line in _srv(hosts[0][0], f"{svc}.staging.example.net"):
-                print(f"SRV {svc}: {line}")
+            for line in _srv(asker, f"{svc}.staging.example.net") if asker else []:
+                print(f"DNS SRV {svc}: {line}")
         daemon.stop()
-        ok_all = leased == phones and distinct == phones
+        ok_all = leased == distinct == len(results) and provisioned == phones
         print("demo " + ("passed" if ok_all else "FAILED") + "; tearing the lab down")
         return 0 if ok_all else 1
 
