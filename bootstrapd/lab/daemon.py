@@ -27,12 +27,15 @@ class Daemon:
         site = dict(site, state_dir=str(workdir / "state"))
         self.write_site(site)
         self.proc: subprocess.Popen[Any] | None = None
+        self._offset = 0
 
     def write_site(self, site: dict[str, Any]) -> None:
         site.setdefault("state_dir", str(self.workdir / "state"))
         self.site_path.write_text(yaml.safe_dump(site, sort_keys=False))
 
     def start(self, timeout: float = 15.0) -> Daemon:
+        # Events are read from here on, so a restart waits for its own `service.ready`.
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "a")  # noqa: SIM115 - the child owns it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = self.host.popen([sys.executable, "-m", "bootstrapd", "run", "-c", str(self.site_path)],
@@ -43,7 +46,10 @@ class Daemon:
 
     def events(self) -> list[dict[str, Any]]:
         out = []
-        for line in self.log_path.read_text().splitlines():
+        with open(self.log_path) as f:
+            f.seek(self._offset)
+            text = f.read()
+        for line in text.splitlines():
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:

@@ -44,7 +44,7 @@ SITE: dict[str, Any] = {
 
 def site_config(**overrides: Any) -> dict[str, Any]:
     """A deep copy of SITE with top-level keys (or `dhcp__key` for keys under dhcp) replaced."""
-    site = json.loads(json.dumps(SITE))
+    site: dict[str, Any] = json.loads(json.dumps(SITE))
     for key, value in overrides.items():
         if "__" in key:
             outer, inner = key.split("__", 1)
