@@ -346,11 +346,11 @@ def _identity(msg: Message) -> bytes:
 
 
 def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client | Drop:
-    """Subnet (relay's giaddr, else the client's ciaddr where it has one, else the receiving interface),
+    """Subnet (relay's giaddr, else a unicast client's ciaddr, else the receiving interface),
     reservation and class of the sender; Drop when no subnet serves it or the device is ignored."""
     if msg.giaddr != ZERO:
         selector = msg.giaddr
-    elif use_ciaddr and msg.ciaddr != ZERO:
+    elif use_ciaddr and msg.ciaddr != ZERO and not rx.broadcast:
         selector = msg.ciaddr
     else:
         selector = rx.local_address or plan.server_id

@@ -38,6 +38,9 @@ class Rx:
     local_address: IPv4Address | None  # our address on that interface: the subnet when giaddr is 0
     src_ip: IPv4Address
     src_port: int
+    # Sent to a broadcast address: the client is on this link, so its ciaddr cannot choose the subnet
+    # (a REBINDING broadcast from a phone moved off a relayed segment must get a NAK, RFC 2131 4.3.2).
+    broadcast: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,25 +35,24 @@ BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_CMSG_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo
+
+
 @dataclass
 class _Listener:
     ifname: str
     sock: socket.socket
-    transport: asyncio.DatagramTransport
     l2: L2Sender | None
     address: ipaddress.IPv4Address | None
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DhcpServer, ifname: str) -> None:
-        self._server = server
-        self._ifname = ifname
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._server.enqueue(data, self._ifname, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._server.log.warning("dhcp.socket_error", interface=self._ifname, error=str(exc))
+def _was_broadcast(ancdata: list[tuple[int, int, bytes]]) -> bool:
+    """From IP_PKTINFO: was the datagram's IP destination a broadcast (not our unicast address)?"""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
+    return False
 
 
 class DhcpServer:
@@ -65,7 +64,7 @@ class DhcpServer:
         self.log = log
         self.engine = Engine(site, store)
         self._on_lease = on_lease
-        self._queue: asyncio.Queue[tuple[bytes, str, tuple[Any, int], float]] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[tuple[bytes, str, tuple[Any, int], bool, float]] = asyncio.Queue(QUEUE_LIMIT)
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
@@ -75,12 +74,12 @@ class DhcpServer:
         loop = asyncio.get_running_loop()
         for ifname in self.site.listen.interfaces:
             sock = self._socket(ifname)
-            transport, _ = await loop.create_datagram_endpoint(partial(_Protocol, self, ifname), sock=sock)
+            loop.add_reader(sock.fileno(), partial(self._readable, sock, ifname))
             l2 = L2Sender.open(ifname)
             if l2 is None:
                 self.log.warning("dhcp.no_l2", interface=ifname, detail="no CAP_NET_RAW: unicast replies broadcast")
             addr = interface_address(ifname)
-            self._listeners[ifname] = _Listener(ifname, sock, transport, l2, addr)
+            self._listeners[ifname] = _Listener(ifname, sock, l2, addr)
             self.log.info("dhcp.listening", interface=ifname, address=str(addr), port=self.site.listen.dhcp_port)
         self._tasks = [asyncio.create_task(self._worker()), asyncio.create_task(self._housekeeping())]
         self._update_gauges(time.time())
@@ -91,6 +90,7 @@ class DhcpServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind(("0.0.0.0", self.site.listen.dhcp_port))
@@ -106,8 +106,10 @@ class DhcpServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        loop = asyncio.get_running_loop()
         for listener in self._listeners.values():
-            listener.transport.close()
+            loop.remove_reader(listener.sock.fileno())
+            listener.sock.close()
             if listener.l2:
                 listener.l2.close()
         self._listeners.clear()
@@ -119,12 +121,23 @@ class DhcpServer:
         self._update_gauges(time.time())
 
     # -- receive ------------------------------------------------------------------------------------------
-    def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int]) -> None:
+    def _readable(self, sock: socket.socket, ifname: str) -> None:
+        for _ in range(64):  # bounded work per wake-up; the rest waits in the kernel buffer
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
+                return
+            self.enqueue(data, ifname, addr, _was_broadcast(ancdata))
+
+    def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False) -> None:
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
         try:
-            self._queue.put_nowait((data, ifname, addr, time.perf_counter()))
+            self._queue.put_nowait((data, ifname, addr, broadcast, time.perf_counter()))
         except asyncio.QueueFull:
             self._drop(DropReason.QUEUE_FULL, ifname=ifname)
 
@@ -136,12 +149,12 @@ class DhcpServer:
                 burst.append(self._queue.get_nowait())
             self._process(burst)
 
-    def _process(self, burst: list[tuple[bytes, str, tuple[Any, int], float]]) -> None:
+    def _process(self, burst: list[tuple[bytes, str, tuple[Any, int], bool, float]]) -> None:
         now = time.time()
         outcomes: list[tuple[Reply | Silent, str, float]] = []
         self._store_failed = False
-        for data, ifname, addr, t0 in burst:
-            outcome = self._handle(data, ifname, addr, now)
+        for data, ifname, addr, broadcast, t0 in burst:
+            outcome = self._handle(data, ifname, addr, broadcast, now)
             if outcome is not None:
                 outcomes.append((outcome, ifname, t0))
         if not outcomes:
@@ -162,7 +175,8 @@ class DhcpServer:
                 self.metrics.dhcp_latency.observe(time.perf_counter() - t0)
             self._after(outcome)
 
-    def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], now: float) -> Reply | Silent | None:
+    def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool,
+                now: float) -> Reply | Silent | None:
         try:
             msg = parse(data)
         except ParseError as e:
@@ -171,7 +185,8 @@ class DhcpServer:
         mtype = msg.msg_type
         self.metrics.dhcp_received.labels(type=mtype.name.lower() if mtype else "none").inc()
         listener = self._listeners.get(ifname)
-        rx = Rx(ifname, listener.address if listener else None, ipaddress.IPv4Address(addr[0]), int(addr[1]))
+        rx = Rx(ifname, listener.address if listener else None, ipaddress.IPv4Address(addr[0]), int(addr[1]),
+                broadcast)
         try:
             outcome = self.engine.handle(msg, rx, now)
         except StoreError as e:

@@ -213,7 +213,6 @@ def test_relayed_client_renews_by_unicast_across_the_relay(relayed: tuple[Stagin
     assert (ack.yiaddr, ack.ciaddr, ack.ip_dst) == (address, address, address)
 
 
-@pytest.mark.xfail(strict=True, reason="bootstrapd bug: subnet chosen by ciaddr even for an on-link broadcast")
 def test_rebinding_on_the_wrong_network_gets_a_nak(relayed: tuple[StagingLan, Daemon, str, str]) -> None:
     """RFC 2131 4.3.2 REBINDING: the server SHOULD check ciaddr for correctness. A phone moved from seg1
     onto stg0 broadcasts its REBINDING there (giaddr 0): its seg1 address is wrong on stg0, as the NAK that
