@@ -161,6 +161,8 @@ class PreparedCache:
         return len(self._entries)
 
     def put(self, key: bytes, prepared: Prepared, depends_on: Iterable[Name]) -> None:
+        if not self.max_entries:  # preparation off: every query is parsed and built (for measurement)
+            return
         if len(self._entries) >= self.max_entries:
             self.clear()
         self._entries[key] = prepared

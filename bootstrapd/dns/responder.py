@@ -137,7 +137,8 @@ class Responder:
         prepared = self._get(key)
         if prepared is None:
             prepared = self._prepare(key, q.qname, q.qtype, q.qclass)
-        v = self._variant(prepared, edns.size, edns.do, tcp) if edns else self._variant(prepared, _NO_EDNS, False, tcp)
+        size, do = (edns.size, edns.do) if edns is not None else (_NO_EDNS, False)
+        v = self._variant(prepared, size, do, tcp)
         head = v.heads[(data[2] & RD) | ((data[3] & CD) >> 3)]
         return b"".join((data[:2], head, q.wire, v.tail)), v.outcome
 

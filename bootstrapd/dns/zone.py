@@ -95,9 +95,9 @@ class Zone:
         octets = reverse_octets(name)
         if octets is not None and len(octets) == 4:
             label = self.leases.by_address.get(ipaddress.IPv4Address(bytes(octets)))
-            if label is not None:
-                target = dname(Name(bytes((len(label),)) + label + self.domain))
-                return {QType.PTR: (Record(name, QType.PTR, self.lease_ttl, PTR(target)),)}
+            target = Name(bytes((len(label),)) + label + self.domain) if label is not None else None
+            if target is not None and target not in self._nodes:  # a configured name: not this device's
+                return {QType.PTR: (Record(name, QType.PTR, self.lease_ttl, PTR(dname(target))),)}
         return {}
 
     def is_empty_non_terminal(self, name: Name) -> bool:

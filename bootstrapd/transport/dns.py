@@ -121,10 +121,12 @@ class DnsServer:
         tcp_idle_timeout: float = 10.0,
         max_tcp_connections: int = 64,
         batch_io: bool | None = None,
+        prepared_answers: int = 20_000,
     ) -> None:
         """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
         picks a free one, shared by UDP and TCP); `batch_io` forces recvmmsg/sendmmsg on or off (None:
-        whenever available)."""
+        whenever available); `prepared_answers` bounds the prepared-reply cache (0: build every reply,
+        for measurement)."""
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
         self._debug = _debug_enabled(self._log)
@@ -132,6 +134,7 @@ class DnsServer:
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_connections = max_tcp_connections
         self.batch_io = dns_mmsg.available() if batch_io is None else batch_io
+        self.prepared_answers = prepared_answers
         self._leases = LeaseTable()
         self._responder = self._build(site)
         self._stats = _Stats(metrics)
@@ -155,7 +158,7 @@ class DnsServer:
         zone = Zone.from_site(site, lease_records=self._leases)
         for note in zone.ignored:
             self._log.warning("dns.record_ignored", detail=note)
-        responder = Responder(zone)
+        responder = Responder(zone, cache_entries=self.prepared_answers)
         self._leases.on_change = responder.lease_changed
         return responder
 
@@ -268,31 +271,24 @@ class DnsServer:
         respond = self._responder.respond
         stats = self._stats
         counts = stats.counts["udp"]
-        message, reply = io.message, io.reply
-        debug = self._debug
         for _ in range(UDP_ROUNDS):
+            start = time.perf_counter()
             try:
-                n = io.recv()
+                outcomes, answered, failed = io.exchange(respond)
             except OSError as exc:
                 self._log.warning("dns.udp_error", error=str(exc))
                 return
-            if not n:
+            if not outcomes:
                 return
-            start = time.perf_counter()
-            answered = 0
-            for i in range(n):
-                answer, outcome = respond(message(i))
-                if answer is not None:
-                    reply(i, answer)
-                    answered += 1
+            for outcome in outcomes:
                 counts[outcome] = counts.get(outcome, 0) + 1
-                if debug or outcome.error is not None:
-                    self._event(outcome, "udp", io.peer(i))
-            failed = io.flush()
             if failed:
                 counts[_SEND_FAILED] = counts.get(_SEND_FAILED, 0) + failed
             stats.observe(answered - failed, time.perf_counter() - start)
-            if n < io.batch:
+            if self._debug or any(o.error is not None for o in outcomes):
+                for i, outcome in enumerate(outcomes):
+                    self._event(outcome, "udp", io.peer(i))
+            if len(outcomes) < io.batch:
                 return
 
     def _event(self, outcome: Outcome, transport: str, peer: Any) -> None:

@@ -6,8 +6,8 @@ alone (which also wakes the client) costs several times the whole prepared-answe
 (bench/dns/README.md). Python's socket module has no binding for these calls, hence ctypes; where they
 are missing, `available()` is False and the server falls back to recvfrom/sendto.
 
-Buffers are allocated once. `recv` fills slots 0..n-1; `reply(i, data)` queues an answer to slot i's
-sender; `flush` sends all queued answers. One instance per socket, used from one thread.
+Buffers are allocated once. `exchange` reads up to `batch` datagrams into slots, answers each through a
+callback and sends the answers with one call. One instance per socket, used from one thread.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 _NAME_LEN = 28  # sizeof(struct sockaddr_in6): room for either family
 
 
@@ -92,23 +94,21 @@ class BatchSocket:
         self._siovs = [self._siov[i] for i in range(batch)]
         self._queued = 0
         self._failed = 0
+        self._filled = 0
         self._string_at, self._memmove = ctypes.string_at, ctypes.memmove
 
     def recv(self) -> int:
         """Read up to `batch` datagrams without blocking; 0 when none is waiting."""
-        for hdr in self._rhdr:
+        for hdr in self._rhdr[: self._filled]:  # the kernel shrank these to the sender's address size
             hdr.msg_namelen = _NAME_LEN
         n: int = _LIBC.recvmmsg(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
+        self._filled = max(n, 0)
         if n < 0:
             err = ctypes.get_errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return 0
             raise OSError(err, os.strerror(err))
         return n
-
-    def message(self, i: int) -> bytes:
-        data: bytes = self._string_at(self._raddr[i], self._rmsg[i].msg_len)
-        return data
 
     def peer(self, i: int) -> tuple[str, int]:
         """Slot i's sender (for logs)."""
@@ -133,6 +133,39 @@ class BatchSocket:
         hdr.msg_name = self._naddr[i]
         hdr.msg_namelen = self._rhdr[i].msg_namelen
         self._queued = j + 1
+
+    def exchange(self, respond: Callable[[bytes], tuple[bytes | None, T]]) -> tuple[list[T], int, int]:
+        """One round: read a batch, answer each datagram with `respond`, send the answers together.
+
+        Returns the outcomes in slot order (`peer(i)` stays valid until the next round), how many answers
+        were queued and how many of those could not be sent. The loop inlines `message` and `reply`.
+        """
+        n = self.recv()
+        if not n:
+            return [], 0, 0
+        outcomes = []
+        string_at, memmove, slot = self._string_at, self._memmove, self.slot
+        raddr, rmsg, rhdr, naddr = self._raddr, self._rmsg, self._rhdr, self._naddr
+        saddr, siovs, shdr = self._saddr, self._siovs, self._shdr
+        answered = 0
+        for i in range(n):
+            answer, outcome = respond(string_at(raddr[i], rmsg[i].msg_len))
+            outcomes.append(outcome)
+            if answer is None:
+                continue
+            answered += 1
+            size = len(answer)
+            if size > slot:
+                self.reply(i, answer)
+                continue
+            j = self._queued
+            memmove(saddr[j], answer, size)
+            siovs[j].iov_len = size
+            hdr = shdr[j]
+            hdr.msg_name = naddr[i]
+            hdr.msg_namelen = rhdr[i].msg_namelen
+            self._queued = j + 1
+        return outcomes, answered, self.flush()
 
     def flush(self) -> int:
         """Send every queued answer; returns how many could not be sent (full buffer, unreachable)."""

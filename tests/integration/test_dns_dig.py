@@ -1,0 +1,138 @@
+"""dig and kdig against the real daemon (`bootstrapd run`) in the lab: the server namespace serves
+198.18.0.1:53, a client namespace on the staging LAN asks."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bootstrapd.lab import Host, Lab, StagingLan, staging_lan
+from tests.integration.daemon import Daemon
+from tests.integration.dns_fixtures import BIG_TXT, dns_site_config
+
+SERVER = "198.18.0.1"
+HTTPS = "_ciscoprov-https._tls.staging.test"
+
+
+
+def need(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed")
+
+
+@pytest.fixture
+def lan(lab: Lab) -> StagingLan:
+    return staging_lan(lab, clients=0)
+
+
+@pytest.fixture
+def client(lan: StagingLan, tmp_path: Path) -> Iterator[Host]:
+    need("dig", "kdig")
+    Daemon(lan.server, tmp_path, dns_site_config()).start()
+    yield lan.static_client("198.18.0.200/23", name="asker")
+
+
+def dig(client: Host, *args: str) -> str:
+    out = client.run(["dig", f"@{SERVER}", "+time=2", "+tries=1", *args], check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def section(output: str, name: str) -> list[str]:
+    """Records of one section of dig's output, whitespace-normalised."""
+    lines = output.splitlines()
+    try:
+        start = lines.index(f";; {name} SECTION:") + 1
+    except ValueError:
+        return []
+    out = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        out.append(" ".join(line.split()))
+    return out
+
+
+def test_srv_with_glue_over_udp_and_tcp(client: Host) -> None:
+    for transport in ("+notcp", "+tcp"):
+        out = dig(client, transport, HTTPS, "SRV")
+        assert "status: NOERROR" in out and "flags: qr aa rd;" in out
+        assert section(out, "ANSWER") == [
+            f"{HTTPS}. 300 IN SRV 10 0 443 prov1.staging.test.",
+            f"{HTTPS}. 300 IN SRV 20 0 443 prov2.staging.test.",
+        ]
+        assert section(out, "ADDITIONAL") == [
+            "prov1.staging.test. 300 IN A 198.18.0.10",
+            "prov2.staging.test. 300 IN A 198.18.0.11",
+        ]
+
+
+def test_nxdomain_and_nodata_carry_soa(client: Host) -> None:
+    for name, rdtype, status in [("nope.staging.test", "A", "NXDOMAIN"), ("prov1.staging.test", "AAAA", "NOERROR"),
+                                 ("_tls.staging.test", "A", "NOERROR")]:
+        out = dig(client, name, rdtype)
+        assert f"status: {status}" in out and "ANSWER: 0, AUTHORITY: 1" in out
+        [soa] = section(out, "AUTHORITY")
+        assert soa.startswith("staging.test. 60 IN SOA ns1.staging.test. hostmaster.staging.test. ")
+
+
+def test_outside_the_zone_is_refused(client: Host) -> None:
+    out = dig(client, "example.com.", "A")
+    assert "status: REFUSED" in out and "flags: qr rd;" in out
+
+
+def test_mixed_case_question_echoed(client: Host) -> None:
+    out = dig(client, "+noedns", "_CiscoProv-HTTPS._TLS.Staging.TEST", "SRV")
+    assert section(out, "QUESTION") == [";_CiscoProv-HTTPS._TLS.Staging.TEST. IN SRV"]
+    assert section(out, "ANSWER")[0].startswith("_CiscoProv-HTTPS._TLS.Staging.TEST. 300 IN SRV 10 0 443 ")
+
+
+def test_small_edns_buffer_truncates_and_dig_retries_over_tcp(client: Host) -> None:
+    truncated = dig(client, "+bufsize=512", "+ignore", "big.staging.test", "TXT")
+    assert "flags: qr aa tc rd;" in truncated and "ANSWER: 0" in truncated
+    assert "udp: 1232" in truncated  # our OPT, echoed
+    retried = dig(client, "+bufsize=512", "big.staging.test", "TXT")
+    assert "Truncated, retrying in TCP mode" in retried
+    assert sorted(r.split(" IN TXT ")[1].strip('"') for r in section(retried, "ANSWER")) == sorted(BIG_TXT)
+
+
+def test_kdig_agrees(client: Host) -> None:
+    out = client.run(["kdig", f"@{SERVER}", "+tcp", HTTPS, "SRV"]).stdout
+    assert "status: NOERROR" in out and "Flags: qr aa rd;" in out
+    answers = [" ".join(line.split()) for line in out.splitlines() if "\tSRV\t" in line]
+    assert answers == [f"{HTTPS}. 300 IN SRV 10 0 443 prov1.staging.test.",
+                       f"{HTTPS}. 300 IN SRV 20 0 443 prov2.staging.test."]
+
+
+def test_malformed_packets_then_still_answering(client: Host) -> None:
+    script = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(1)\n"
+        f"s.sendto(b'\\x01\\x02', ('{SERVER}',53))\n"
+        f"s.sendto(b'\\xab\\xcd\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x3fbad', ('{SERVER}',53))\n"
+        "r=s.recvfrom(512)[0]; sys.stdout.write(r[:4].hex())\n"
+    )
+    out = client.run([sys.executable, "-c", script]).stdout
+    assert out == "abcd8101"  # our ID back, QR, RD copied, rcode FORMERR
+    assert "status: NOERROR" in dig(client, HTTPS, "SRV")
+
+
+def test_leased_phone_is_resolvable(lan: StagingLan, tmp_path: Path) -> None:
+    need("dig", "udhcpc")
+    daemon = Daemon(lan.server, tmp_path, dns_site_config()).start()
+    phone = lan.add_client(name="phone")
+    phone.run(["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", "/bin/true",
+               "-V", "CP-8841-3PCC", "-x", "hostname:SEP00562B043615"], timeout=20)
+    [bound] = daemon.wait_for("dhcp.ack", timeout=10)[:1]
+    address = str(bound["address"])
+    asker = lan.static_client("198.18.0.200/23", name="asker")
+    out = asker.run(["dig", f"@{SERVER}", "+short", "SEP00562B043615.staging.test", "A"]).stdout.split()
+    assert out == [address]
+    reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+    assert asker.run(["dig", f"@{SERVER}", "+short", reverse, "PTR"]).stdout.split() == [
+        "sep00562b043615.staging.test."]
