@@ -33,6 +33,15 @@ def sd_notify(message: str) -> bool:
     return True
 
 
+def watchdog_interval() -> float:
+    """Half of systemd's WatchdogSec (from $WATCHDOG_USEC, when it is meant for this process), else 0."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or (pid and pid != str(os.getpid())):
+        return 0.0
+    return int(usec) / 2e6
+
+
 def lease_dns_name(lease: Lease) -> str:
     """A leased device's DNS name: its host name, else SEP<MAC upper-case> as Cisco phones call themselves."""
     if lease.hostname:
@@ -66,7 +75,10 @@ class Service:
         self.metrics.reload_last_success.set(time.time())
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         self.log.info("service.ready", status=self._status())
+        watchdog = asyncio.create_task(self._watchdog()) if watchdog_interval() else None
         await self._stop.wait()
+        if watchdog is not None:
+            watchdog.cancel()
         sd_notify("STOPPING=1")
         await self._shutdown()
         self.log.info("service.stopped")
@@ -88,6 +100,13 @@ class Service:
         store = open_store(site.state_dir)
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event)
         await self.dhcp.start()
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""
+        interval = watchdog_interval()
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
 
     def _lease_event(self, event: str, lease: Lease) -> None:
         if self.dns is None or not self.site.dns.lease_records:

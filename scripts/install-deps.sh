@@ -6,7 +6,7 @@ set -euo pipefail
 declare -A need=(
   [ip]=iproute2 [ping]=iputils-ping [udhcpc]=udhcpc [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
-  [dnsmasq]=dnsmasq-base
+  [dnsmasq]=dnsmasq-base [promtool]=prometheus
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -22,10 +22,18 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "install-deps: apt-get install ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as prometheus and isc-dhcp-relay ship services: forbid starting any of them while we install
+# (we want their tools, never a server on this machine's interfaces).
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
 apt-get update -qq
 # --no-install-recommends: only what the tools themselves need.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Distribution units must not start servers on this machine's real interfaces.
-for unit in isc-dhcp-relay dnsmasq; do
+for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
