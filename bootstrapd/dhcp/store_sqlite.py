@@ -91,7 +91,11 @@ class SqliteLeaseStore:
     # Writes: SQLite first, then the mirror.
     def put(self, lease: Lease, *, force: bool = False) -> None:
         records = self._index.plan_put(lease, force)
-        self._write([(_UPSERT, _params(record)) for record in records])
+        # An offer is a promise for offer_hold seconds, not a lease: it lives in the mirror only, so a DISCOVER
+        # costs no disk write and a burst of them no fsync. After a crash the offered address is simply free.
+        durable = [r for r in records if r.state is not LeaseState.OFFERED]
+        if durable:
+            self._write([(_UPSERT, _params(record)) for record in durable])
         for record in records:
             self._index.apply(record)
 

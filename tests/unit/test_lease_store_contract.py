@@ -247,6 +247,18 @@ class TestLeaseStoreContract:
         assert backend.durable_view() == [lease(1, 1), *burst]
         store.flush()  # nothing pending: no-op
 
+    def test_offers_are_held_in_memory_but_never_written(self, backend: Backend, store: LeaseStore) -> None:
+        if backend.durable_view is None:
+            pytest.skip("backend is not durable")
+        store.put(lease(1, 1))
+        store.put(lease(2, 2, LeaseState.OFFERED))
+        assert store.get_by_address(ip(2)) == lease(2, 2, LeaseState.OFFERED)  # the hold works at once
+        store.flush()
+        assert backend.durable_view() == [lease(1, 1)]  # a DISCOVER costs no disk write
+        store.put(lease(2, 2))  # the REQUEST's ACK
+        store.flush()
+        assert backend.durable_view() == [lease(1, 1), lease(2, 2)]
+
     def test_close_flushes(self, backend: Backend, store: LeaseStore) -> None:
         store.put(lease(10, 1))
         again = reopen(backend, store)
