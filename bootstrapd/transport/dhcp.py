@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ BURST_LIMIT = 256
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
+OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
 
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -57,13 +60,17 @@ def _was_broadcast(ancdata: list[tuple[int, int, bytes]]) -> bool:
 
 class DhcpServer:
     def __init__(self, site: Site, store: LeaseStore, metrics: Metrics, log: Any,
-                 on_lease: LeaseHook | None = None) -> None:
+                 on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None) -> None:
         self.site = site
         self.store = store
         self.metrics = metrics
         self.log = log
         self.engine = Engine(site, store)
         self._on_lease = on_lease
+        self._on_outcome = on_outcome
+        check = getattr(log, "is_enabled_for", None)
+        self._log_info = bool(check(logging.INFO)) if check is not None else True
+        self._children: dict[tuple[int, str], Any] = {}
         self._queue: asyncio.Queue[tuple[bytes, str, tuple[Any, int], bool, float]] = asyncio.Queue(QUEUE_LIMIT)
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -183,10 +190,9 @@ class DhcpServer:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail=str(e))
             return None
         mtype = msg.msg_type
-        self.metrics.dhcp_received.labels(type=mtype.name.lower() if mtype else "none").inc()
+        self._counter(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none").inc()
         listener = self._listeners.get(ifname)
-        rx = Rx(ifname, listener.address if listener else None, ipaddress.IPv4Address(addr[0]), int(addr[1]),
-                broadcast)
+        rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
         try:
             outcome = self.engine.handle(msg, rx, now)
         except StoreError as e:
@@ -206,6 +212,8 @@ class DhcpServer:
         if isinstance(outcome, Reply) and outcome.new_device:
             self.metrics.devices_by_class.labels(**{"class": outcome.device_class or "none"}).inc()
             self.metrics.devices_by_model.labels(model=model_label(msg.vendor_class)).inc()
+        if not self._log_info:  # the fields below cost more than the engine's work for a packet
+            return outcome
         log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
         if msg.relay_agent_info:
             log_fields["relay_agent_info"] = msg.relay_agent_info.hex()
@@ -218,8 +226,16 @@ class DhcpServer:
                           address=str(outcome.lease.address) if outcome.lease else None)
         return outcome
 
+    def _counter(self, family: Any, label: str) -> Any:
+        """The labelled child of a one-label counter, looked up once (labels() costs a lock and a dict)."""
+        key = (id(family), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(label)
+        return child
+
     def _drop(self, reason: DropReason, **fields: Any) -> None:
-        self.metrics.dhcp_drops.labels(reason=reason.value).inc()
+        self._counter(self.metrics.dhcp_drops, reason.value).inc()
         if "xid" in fields and isinstance(fields["xid"], int):
             fields["xid"] = f"{fields['xid']:#010x}"
         level = self.log.warning if reason is DropReason.POOL_EXHAUSTED else self.log.info
@@ -231,7 +247,7 @@ class DhcpServer:
         listener = self._listeners.get(ifname)
         if listener is None:
             return
-        self.metrics.dhcp_sent.labels(type=reply.msg_type.name.lower()).inc()
+        self._counter(self.metrics.dhcp_sent, reply.msg_type.name.lower()).inc()
         if dest.l2_unicast is not None and listener.l2 is not None and listener.address is not None:
             frame = udp_frame(listener.l2.mac, dest.l2_unicast[:6], listener.address, dest.ip,
                               self.site.listen.dhcp_port, dest.port, reply.wire)
@@ -247,6 +263,8 @@ class DhcpServer:
             self.log.warning("dhcp.send_failed", interface=ifname, to=str(target), error=str(e))
 
     def _after(self, outcome: Reply | Silent) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
         if self._on_lease is None:
             return
         if isinstance(outcome, Reply):
@@ -268,6 +286,11 @@ class DhcpServer:
         for subnet, count in self.engine.active_leases(now).items():
             self.metrics.dhcp_leases_active.labels(subnet=subnet).set(count)
         self.metrics.dhcp_offers_held.set(self.engine.offers_held(now))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv4(text: str) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(text)
 
 
 def kernel_udp_drops(port: int) -> int:
