@@ -43,6 +43,71 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return int(run(args.config))
 
 
+def _state_dir(args: argparse.Namespace) -> str | None:
+    """The site's state_dir, or None after printing why the site file cannot be used."""
+    from bootstrapd.config import check_site
+
+    if not os.path.isfile(args.config):
+        print(f"bootstrapd {args.command}: no such file: {args.config}", file=sys.stderr)
+        return None
+    loaded = check_site(args.config)
+    if loaded.site is None:
+        for d in loaded.errors:
+            print(d, file=sys.stderr)
+        return None
+    return loaded.site.state_dir
+
+
+def _cmd_leases(args: argparse.Namespace) -> int:
+    import time
+
+    from bootstrapd.dhcp.store_sqlite import DB_NAME, open_readonly
+    from bootstrapd.errors import StoreError
+    from bootstrapd.listings import LEASE_COLUMNS, lease_rows, render
+
+    state_dir = _state_dir(args)
+    if state_dir is None:
+        return EXIT_INVALID
+    try:
+        store = open_readonly(os.path.join(state_dir, DB_NAME))
+    except StoreError as e:
+        print(f"bootstrapd leases: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        rows = lease_rows(store.iter_all(), time.time())
+    finally:
+        store.close()
+    sys.stdout.write(render(rows, LEASE_COLUMNS, args.format))
+    return EXIT_OK
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from bootstrapd.errors import StoreError
+    from bootstrapd.listings import DEVICE_COLUMNS, device_rows, render
+    from bootstrapd.observability.devices import read_devices
+
+    state_dir = _state_dir(args)
+    if state_dir is None:
+        return EXIT_INVALID
+    try:
+        devices = read_devices(state_dir)
+    except StoreError as e:
+        print(f"bootstrapd devices: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(render(device_rows(devices), DEVICE_COLUMNS, args.format))
+    return EXIT_OK
+
+
+def _listing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
+                    func: object) -> None:
+    p = sub.add_parser(name, help=help)
+    p.add_argument("-c", "--config", required=True, metavar="SITE.yaml", help="the site file (for state_dir)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON array of objects")
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
+    p.set_defaults(func=func, format="table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bootstrapd",
@@ -62,9 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
     r.set_defaults(func=_cmd_run)
 
+    _listing_parser(sub, "leases", "list the lease database (also while the daemon runs)", _cmd_leases)
+    _listing_parser(sub, "devices", "list every device seen and the furthest boot stage observed", _cmd_devices)
+
     lab = sub.add_parser("lab", help="lab tools: `lab demo` boots phones on a private virtual LAN (root)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
     lab_sub.add_parser("demo", help="serve the example site to phones in network namespaces (--help for options)")
+    sub.add_parser("simulate", help="boot simulated MPP phones in a lab namespace (root; --help for options)")
 
     s = sub.add_parser("schema", help="print the JSON Schema of the site file (for editors)")
     s.set_defaults(func=_cmd_schema)
@@ -77,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bootstrapd.lab.demo import main as demo_main
 
         return demo_main(argv[2:])
+    if argv[:1] == ["simulate"]:  # the simulator parses its own options
+        from bootstrapd.sim.cli import main as simulate_main
+
+        return simulate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -13,6 +13,7 @@ from typing import Any
 from bootstrapd.config import LoadResult, check_site
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.leases import Lease
+from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
 
@@ -43,10 +44,10 @@ def watchdog_interval() -> float:
 
 
 def lease_dns_name(lease: Lease) -> str:
-    """A leased device's DNS name: its host name, else SEP<MAC upper-case> as Cisco phones call themselves."""
-    if lease.hostname:
-        return lease.hostname
-    return "SEP" + lease.chaddr.hex().upper()[:12]
+    """A leased device's DNS name: its host name when a valid label, else SEP<MAC> as Cisco phones call themselves."""
+    from bootstrapd.dns import lease_name
+
+    return lease_name(lease.hostname, lease.chaddr[:6].hex())
 
 
 class Service:
@@ -58,6 +59,9 @@ class Service:
         self.log = get_logger(site=site.site)
         self.dns: Any = None
         self.dhcp: Any = None
+        self.rogue: Any = None
+        self.devices: Any = None
+        self._probe: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
 
     async def main(self) -> int:
@@ -67,7 +71,7 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self._start()
-        except OSError as e:
+        except (OSError, BootstrapdError) as e:  # BootstrapdError: a foreign DHCP server, a store in use
             self.log.error("service.start_failed", error=str(e))
             await self._shutdown()
             return 1
@@ -86,20 +90,30 @@ class Service:
 
     async def _start(self) -> None:
         from bootstrapd.dhcp.store_sqlite import open_store
+        from bootstrapd.observability.devices import QUERY_TYPES, DeviceTracker
         from bootstrapd.transport.dhcp import DhcpServer
         from bootstrapd.transport.dns import DnsServer
+        from bootstrapd.transport.rogue import RogueGuard
 
         site = self.site
         if site.metrics.listen is not None:
             from prometheus_client import start_http_server
 
             start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=self.metrics.registry)
-        self.dns = DnsServer(site, self.metrics, self.log)
+        self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
+        self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
+        self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log)
+        self.dns = DnsServer(site, self.metrics, self.log, on_query=self.devices.dns_query,
+                             on_query_types=QUERY_TYPES)
         await self.dns.start()
+        await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
         store = open_store(site.state_dir)
-        self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event)
+        self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
+                               on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
+        self.devices.start()
+        self.rogue.start()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""
@@ -118,10 +132,38 @@ class Service:
             self.dns.lease_records.remove(name, lease.address)
 
     async def _shutdown(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        if self.rogue is not None:
+            await self.rogue.stop()
         if self.dhcp is not None:
             await self.dhcp.stop()
         if self.dns is not None:
             await self.dns.stop()
+        if self.devices is not None:
+            self.devices.close()
+
+    def _swap(self, new: Site) -> bool:
+        """Both services take `new`, or neither: each builds its new state before swapping it in."""
+        try:
+            self.dns.reload(new)
+        except BootstrapdError as e:  # zone data the checker accepts but DNS cannot serve
+            self._reject([str(e)])
+            return False
+        try:
+            self.dhcp.reload(new)
+        except BootstrapdError as e:
+            self.dns.reload(self.site)
+            self._reject([str(e)])
+            return False
+        return True
+
+    def _reject(self, errors: list[str]) -> None:
+        for error in errors:
+            self.log.error("service.reload_error", error=error)
+        self.metrics.reloads.labels(result="failure").inc()
+        self.metrics.reload_last_failed.set(1)
+        self.log.error("service.reload_rejected", errors=len(errors), kept=self.digest[:12])
 
     def _status(self) -> str:
         s = self.site
@@ -133,17 +175,14 @@ class Service:
         sd_notify("RELOADING=1")
         loaded = check_site(self.path)
         if loaded.site is None:
-            for d in loaded.errors:
-                self.log.error("service.reload_error", error=str(d))
-            self.metrics.reloads.labels(result="failure").inc()
-            self.metrics.reload_last_failed.set(1)
-            self.log.error("service.reload_rejected", errors=len(loaded.errors), kept=self.digest[:12])
+            self._reject([str(d) for d in loaded.errors])
         else:
             new = loaded.site
             if new.listen != self.site.listen or new.state_dir != self.site.state_dir:
                 self.log.warning("service.reload_needs_restart", detail="listen and state_dir apply at restart")
-            self.dns.reload(new)
-            self.dhcp.reload(new)
+            if not self._swap(new):
+                sd_notify(f"READY=1\nSTATUS={self._status()}")
+                return
             self.site, self.digest = new, loaded.digest
             self.metrics.reloads.labels(result="success").inc()
             self.metrics.reload_last_success.set(time.time())

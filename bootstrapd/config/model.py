@@ -204,6 +204,12 @@ class Dhcp:
     allow_other_servers: bool = field(
         default=False, metadata=meta("serve even when another DHCP server answers on the LAN")
     )
+    rogue_check_interval: Duration = field(
+        default=300, metadata=meta("probe for other DHCP servers this often while serving; 0: only at start")
+    )
+    rogue_check_wait: Duration = field(
+        default=4, metadata=meta("how long a probe listens for OFFERs (dnsmasq pings 3 s first); 0: no probe")
+    )
     options: Options = field(default_factory=Options, metadata=meta("defaults for every leased client"))
     subnets: tuple[Subnet, ...] = field(default=(), metadata=meta("subnets served"))
     reservations: tuple[Reservation, ...] = field(default=(), metadata=meta("fixed addresses by MAC"))

@@ -245,6 +245,17 @@ def _version(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def readonly_uri(file: Path) -> str:
+    """A read-only SQLite URI that leaves no files behind.
+
+    Without a -wal file no writer has the database open and every change is in the main file: opening it
+    immutable then creates no -wal/-shm files, which, left owned by root (`sudo bootstrapd leases`), would keep
+    the unprivileged daemon from writing at its next start.
+    """
+    immutable = "" if file.with_name(f"{file.name}-wal").exists() else "&immutable=1"
+    return f"{file.resolve().as_uri()}?mode=ro{immutable}"
+
+
 def open_readonly(path: str | os.PathLike[str], *, busy_timeout: float = 1.0) -> SqliteLeaseStore:
     """Open a lease database for reading only (the `bootstrapd leases` CLI), also while the daemon runs.
 
@@ -254,7 +265,7 @@ def open_readonly(path: str | os.PathLike[str], *, busy_timeout: float = 1.0) ->
     if not file.is_file():
         raise StoreError(f"no lease store at {file}")
     try:
-        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(readonly_uri(file), uri=True, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if _version(conn, file) != SCHEMA_VERSION:

@@ -132,7 +132,10 @@ class ZoneBuilder:
     def _add_ns_addresses(self) -> None:
         """An in-zone name server without an address is us: A listen.address."""
         for i, ns in enumerate(self.site.dns.ns):
-            target = resolve(ns, self.site.domain)
+            try:
+                target = resolve(ns, self.site.domain)
+            except ValueError:
+                continue  # reported by _add_ns
             node = self._nodes.get(target, {})
             if self._in_zone(target) and not {QType.A, QType.AAAA, QType.CNAME} & node.keys():
                 self._add(target, QType.A, self.site.dns.ttl, A(str(self.site.listen.address)), f"dns.ns[{i}]")

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -26,6 +26,7 @@ import structlog
 from bootstrapd.config.model import Site
 from bootstrapd.dns import LeaseRecords, LeaseTable, Responder, Zone
 from bootstrapd.dns.outcome import DropReason, Outcome, dropped
+from bootstrapd.dns.wire import Rcode
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport import dns_mmsg
 
@@ -39,6 +40,9 @@ FLUSH_INTERVAL = 1.0
 _SEND_FAILED = dropped(DropReason.SEND_FAILED)
 _TOO_LONG = dropped(DropReason.TOO_LONG)
 _CONNECTION_LIMIT = dropped(DropReason.CONNECTION_LIMIT)
+
+# (client address, qname, qtype, rcode) of an answered query: the device tracker's view of DNS.
+QueryHook = Callable[[str, str, int, Rcode], None]
 
 
 class _Stats:
@@ -122,11 +126,16 @@ class DnsServer:
         max_tcp_connections: int = 64,
         batch_io: bool | None = None,
         prepared_answers: int = 20_000,
+        on_query: QueryHook | None = None,
+        on_query_types: Collection[int] = (),
+        serial: int | None = None,
     ) -> None:
         """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
         picks a free one, shared by UDP and TCP); `batch_io` forces recvmmsg/sendmmsg on or off (None:
         whenever available); `prepared_answers` bounds the prepared-reply cache (0: build every reply,
-        for measurement)."""
+        for measurement); `on_query` is called for each answered query whose qtype is in `on_query_types`
+        (the filter keeps other queries from paying for the client address); `serial` is the SOA serial
+        (default: a hash of the site's content)."""
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
         self._debug = _debug_enabled(self._log)
@@ -136,7 +145,7 @@ class DnsServer:
         self.batch_io = dns_mmsg.available() if batch_io is None else batch_io
         self.prepared_answers = prepared_answers
         self._leases = LeaseTable()
-        self._responder = self._build(site)
+        self._responder = self._build(site, serial)
         self._stats = _Stats(metrics)
         self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
@@ -144,6 +153,8 @@ class DnsServer:
         self._flusher: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.addresses: list[tuple[str, int]] = []
+        self._on_query = on_query
+        self._on_query_types = frozenset(on_query_types)
 
     @property
     def lease_records(self) -> LeaseRecords:
@@ -154,20 +165,20 @@ class DnsServer:
     def responder(self) -> Responder:
         return self._responder
 
-    def _build(self, site: Site) -> Responder:
-        zone = Zone.from_site(site, lease_records=self._leases)
+    def _build(self, site: Site, serial: int | None) -> Responder:
+        zone = Zone.from_site(site, lease_records=self._leases, serial=serial)
         for note in zone.ignored:
             self._log.warning("dns.record_ignored", detail=note)
         responder = Responder(zone, cache_entries=self.prepared_answers)
         self._leases.on_change = responder.lease_changed
         return responder
 
-    def reload(self, site: Site) -> None:
+    def reload(self, site: Site, serial: int | None = None) -> None:
         """Swap in a zone built from `site`; on ConfigError the running zone keeps serving.
 
         Listening addresses are not rebound: changing them needs a restart.
         """
-        self._responder = self._build(site)
+        self._responder = self._build(site, serial)
         self._debug = _debug_enabled(self._log)
         self._log.info("dns.reloaded", zones=len(self._responder.zone.apexes))
 
@@ -192,7 +203,7 @@ class DnsServer:
         assert self._loop is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # No SO_REUSEADDR: on Linux it would let a second instance share the UDP port silently.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             sock.bind((host, port))
@@ -264,6 +275,8 @@ class DnsServer:
             counts[outcome] = counts.get(outcome, 0) + 1
             if debug or outcome.error is not None:
                 self._event(outcome, "udp", peer)
+            if self._on_query is not None and outcome.qtype in self._on_query_types:
+                self._report(peer[0], outcome)
         stats.latency_sum += spent
 
     def _udp_ready_batch(self, io: dns_mmsg.BatchSocket) -> None:
@@ -288,8 +301,17 @@ class DnsServer:
             if self._debug or any(o.error is not None for o in outcomes):
                 for i, outcome in enumerate(outcomes):
                     self._event(outcome, "udp", io.peer(i))
+            if self._on_query is not None:
+                for i, outcome in enumerate(outcomes):
+                    if outcome.qtype in self._on_query_types:
+                        self._report(io.peer(i)[0], outcome)
             if len(outcomes) < io.batch:
                 return
+
+    def _report(self, client: str, outcome: Outcome) -> None:
+        if self._on_query is not None and outcome.qname is not None and outcome.rcode is not None:
+            assert outcome.qtype is not None
+            self._on_query(client, outcome.qname, outcome.qtype, outcome.rcode)
 
     def _event(self, outcome: Outcome, transport: str, peer: Any) -> None:
         if outcome.error is not None:
@@ -340,6 +362,8 @@ class DnsServer:
             if reply is None:
                 self._stats.record(outcome, "tcp", None)
                 return
+            if self._on_query is not None and outcome.qtype in self._on_query_types:
+                self._report(peer[0], outcome)
             writer.write(len(reply).to_bytes(2, "big") + reply)
             await asyncio.wait_for(writer.drain(), idle)
             self._stats.record(outcome, "tcp", time.perf_counter() - start)

@@ -16,6 +16,7 @@ SITE: dict[str, Any] = {
     "dhcp": {
         "lease_time": "1h",
         "unknown_devices": "lease",
+        "rogue_check_wait": 0,  # no other-server probe at start (tests/integration/test_rogue.py covers it)
         "options": {"dns_servers": ["198.18.0.1"], "ntp_servers": ["198.18.0.1"]},
         "subnets": [
             {"prefix": "198.18.0.0/23", "pools": ["198.18.0.100-198.18.1.250"], "router": "198.18.0.1"},

@@ -66,7 +66,8 @@ class InProcessServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = DnsServer(site, self.metrics, log, bind=[("127.0.0.1", 0)], **kw)
+        kw.setdefault("bind", [("127.0.0.1", 0)])
+        self.server = DnsServer(site, self.metrics, log, **kw)
         try:
             self.run(self.server.start)
         except BaseException:

@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, StagingLan, staging_lan
+from bootstrapd.lab import Host, Lab, StagingLan, lab_available, staging_lan
 from tests.integration.daemon import Daemon
 from tests.integration.dns_fixtures import BIG_TXT, dns_site_config
 
 SERVER = "198.18.0.1"
 HTTPS = "_ciscoprov-https._tls.staging.test"
 
+pytestmark = pytest.mark.lab
 
 
 def need(*tools: str) -> None:
@@ -25,16 +27,34 @@ def need(*tools: str) -> None:
             pytest.fail(f"{tool} is not installed")
 
 
-@pytest.fixture
-def lan(lab: Lab) -> StagingLan:
-    return staging_lan(lab, clients=0)
+@dataclass
+class DnsLab:
+    lan: StagingLan
+    daemon: Daemon
+    client: Host  # 198.18.0.200, asks with dig and kdig
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
+    """One lab and one daemon for the whole module (starting them is most of each test's time)."""
+    ok, reason = lab_available()
+    if not ok:
+        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
+            pytest.fail(f"lab required but unavailable: {reason}")
+        pytest.skip(reason)
+    need("dig", "kdig", "udhcpc")
+    lab = Lab()
+    try:
+        lan = staging_lan(lab, clients=0)
+        daemon = Daemon(lan.server, tmp_path_factory.mktemp("dns-daemon"), dns_site_config()).start()
+        yield DnsLab(lan, daemon, lan.static_client("198.18.0.200/23", name="asker"))
+    finally:
+        lab.close()
 
 
 @pytest.fixture
-def client(lan: StagingLan, tmp_path: Path) -> Iterator[Host]:
-    need("dig", "kdig")
-    Daemon(lan.server, tmp_path, dns_site_config()).start()
-    yield lan.static_client("198.18.0.200/23", name="asker")
+def client(env: DnsLab) -> Host:
+    return env.client
 
 
 def dig(client: Host, *args: str) -> str:
@@ -122,17 +142,12 @@ def test_malformed_packets_then_still_answering(client: Host) -> None:
     assert "status: NOERROR" in dig(client, HTTPS, "SRV")
 
 
-def test_leased_phone_is_resolvable(lan: StagingLan, tmp_path: Path) -> None:
-    need("dig", "udhcpc")
-    daemon = Daemon(lan.server, tmp_path, dns_site_config()).start()
-    phone = lan.add_client(name="phone")
+def test_leased_phone_is_resolvable(env: DnsLab, client: Host) -> None:
+    phone = env.lan.add_client(name="phone")
     phone.run(["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", "/bin/true",
                "-V", "CP-8841-3PCC", "-x", "hostname:SEP00562B043615"], timeout=20)
-    [bound] = daemon.wait_for("dhcp.ack", timeout=10)[:1]
-    address = str(bound["address"])
-    asker = lan.static_client("198.18.0.200/23", name="asker")
-    out = asker.run(["dig", f"@{SERVER}", "+short", "SEP00562B043615.staging.test", "A"]).stdout.split()
-    assert out == [address]
+    acks = [e for e in env.daemon.wait_for("dhcp.ack", timeout=10) if e.get("chaddr") == phone.mac("eth0")]
+    address = str(acks[-1]["address"])
+    assert dig(client, "+short", "SEP00562B043615.staging.test", "A").split() == [address]
     reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
-    assert asker.run(["dig", f"@{SERVER}", "+short", reverse, "PTR"]).stdout.split() == [
-        "sep00562b043615.staging.test."]
+    assert dig(client, "+short", reverse, "PTR").split() == ["sep00562b043615.staging.test."]

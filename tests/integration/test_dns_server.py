@@ -99,6 +99,12 @@ def test_truncated_over_udp_complete_over_tcp(srv: InProcessServer) -> None:
     assert not full.flags & dns.flags.TC and len(full.answer[0]) == 6
 
 
+def test_a_second_server_on_the_same_port_fails_to_start(srv: InProcessServer) -> None:
+    with pytest.raises(OSError):
+        InProcessServer(make_site(), bind=[(HOST, srv.port)])
+    assert udp(srv, HTTPS, "SRV").rcode() == dns.rcode.NOERROR
+
+
 def test_tcp_several_queries_per_connection_in_order(srv: InProcessServer) -> None:
     names = [HTTPS, "prov1.staging.example.net", "nope.staging.example.net"]
     with connect(srv) as sock:
