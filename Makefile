@@ -31,7 +31,7 @@ unit: setup
 	$(PY) -m pytest -q tests/unit tests/property
 
 bench: setup
-	@echo "see bench/README.md: bench/dhcp/run.py, bench/dns/run.py"
+	@echo "see bench/README.md: bench/dhcp/run.py, bench/dns/run.py, bench/bootstorm/run.py, bench/reload/run.py"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
