@@ -15,18 +15,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
-class MessageType(enum.IntEnum):
-    """Option 53 values (RFC 2132 section 9.6)."""
-
-    DISCOVER = 1
-    OFFER = 2
-    REQUEST = 3
-    DECLINE = 4
-    ACK = 5
-    NAK = 6
-    RELEASE = 7
-    INFORM = 8
+from bootstrapd.dhcp.codec import MessageType
 
 
 class ClientState(enum.Enum):

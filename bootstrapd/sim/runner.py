@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrapd.sim.dhcp import ClientState, DhcpClient, MessageType, Outgoing, Retransmit
+from bootstrapd.dhcp.codec import MessageType
+from bootstrapd.sim.dhcp import ClientState, DhcpClient, Outgoing, Retransmit
 from bootstrapd.sim.fetch import tls_context
 from bootstrapd.sim.phone import Phone
 from bootstrapd.sim.provision import Provisioning, Settings, provision

@@ -15,7 +15,8 @@ import struct
 
 from scapy.layers.dhcp import BOOTP, DHCP
 
-from bootstrapd.sim.dhcp import Incoming, MessageType, Outgoing
+from bootstrapd.dhcp.codec import MessageType
+from bootstrapd.sim.dhcp import Incoming, Outgoing
 from bootstrapd.sim.phone import Phone
 from bootstrapd.transport.l2 import udp_frame
 

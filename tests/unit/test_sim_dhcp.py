@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from bootstrapd.sim.dhcp import ClientState, DhcpClient, Incoming, MessageType, Outgoing, Retransmit
+from bootstrapd.dhcp.codec import MessageType
+from bootstrapd.sim.dhcp import ClientState, DhcpClient, Incoming, Outgoing, Retransmit
 
 SERVER = ipaddress.IPv4Address("198.18.0.1")
 ADDR = ipaddress.IPv4Address("198.18.0.100")

@@ -9,7 +9,8 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from bootstrapd.sim.dhcp import MessageType, Outgoing
+from bootstrapd.dhcp.codec import MessageType
+from bootstrapd.sim.dhcp import Outgoing
 from bootstrapd.sim.phone import Phone
 from bootstrapd.sim.wire import FrameCache, build_frame, parse_reply, reply_chaddr
 
