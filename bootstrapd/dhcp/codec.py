@@ -119,10 +119,15 @@ class Message:
         )  # fmt: skip
 
     def get(self, code: int) -> bytes | None:
-        for c, value in self.options:
-            if c == code:
-                return value
-        return None
+        # O(1): the engine asks a dozen options of every packet. The index is built once, lazily (parse
+        # hands over its own); it is not a field, so equality, hashing and replace() ignore it.
+        index: dict[int, bytes] | None = self.__dict__.get("_index")
+        if index is None:
+            index = {}
+            for c, value in self.options:
+                index.setdefault(c, value)
+            self.__dict__["_index"] = index
+        return index.get(code)
 
     @property
     def msg_type(self) -> MessageType | None:
@@ -219,10 +224,12 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
     if overload & 2:
         _scan(data, *_SNAME, found, main=False)
         sname = b""
-    return Message(
+    msg = Message(
         op, htype, hlen, hops, xid, secs, flags, _addr(ci), _addr(yi), _addr(si), _addr(gi),
         chaddr[:hlen], sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
     )  # fmt: skip
+    msg.__dict__["_index"] = found
+    return msg
 
 
 def _scan(data: bytes, pos: int, end: int, found: dict[int, bytes], *, main: bool) -> int:
@@ -275,17 +282,33 @@ def build_dropping(msg: Message, max_size: int = DEFAULT_MAX_SIZE) -> tuple[byte
     """
     if max_size < BOOTP_MIN_SIZE:
         raise ValueError(f"max_size {max_size} is below the BOOTP minimum of {BOOTP_MIN_SIZE}")
-    buf = _header(msg)
-    budget = max_size - OPTIONS_START - 1  # room for options before END
+    buf = encode_header(msg)
     dropped: list[int] = []
-    relay = msg.get(_RELAY)
+    relay, budget = reserve_relay(msg.get(_RELAY), max_size, dropped)
+    encode_options_into(buf, msg.options, budget, dropped)
+    return finish_options(buf, relay), tuple(dropped)
+
+
+def reserve_relay(relay: bytes | None, max_size: int, dropped: list[int]) -> tuple[bytes | None, int]:
+    """Option 82 is reserved first (RFC 3046 2.2): the relay value still sent, and the budget left for
+    the other options before END."""
+    budget = max_size - OPTIONS_START - 1
     if relay is not None:
         if _framed_size(len(relay)) <= budget:
             budget -= _framed_size(len(relay))
         else:
             relay = None
             dropped.append(_RELAY)
-    for code, value in msg.options:
+    return relay, budget
+
+
+def encode_options_into(
+    buf: bytearray, options: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]], budget: int,
+    dropped: list[int],
+) -> int:  # fmt: skip
+    """Append each option that still fits `budget` (else note its code in `dropped`); return the budget
+    left. Option 82 is skipped: build_dropping sends it last."""
+    for code, value in options:
         if code == _RELAY:
             continue
         if not 0 < code < 255 or code == _OVERLOAD:
@@ -302,15 +325,21 @@ def build_dropping(msg: Message, max_size: int = DEFAULT_MAX_SIZE) -> tuple[byte
             buf += value
         else:
             _append_split(buf, code, value)
+    return budget
+
+
+def finish_options(buf: bytearray, relay: bytes | None) -> bytes:
+    """Option 82 last, END, and zero padding to the BOOTP minimum."""
     if relay is not None:
         _append_split(buf, _RELAY, relay)
     buf.append(255)  # END
     if len(buf) < BOOTP_MIN_SIZE:
         buf += bytes(BOOTP_MIN_SIZE - len(buf))
-    return bytes(buf), tuple(dropped)
+    return bytes(buf)
 
 
-def _header(msg: Message) -> bytearray:
+def encode_header(msg: Message) -> bytearray:
+    """The fixed fields and the magic cookie (240 bytes), ready for options."""
     if len(msg.chaddr) > 16 or len(msg.sname) > 64 or len(msg.file) > 128:
         raise ValueError("chaddr, sname or file longer than its field (16, 64, 128 bytes)")
     buf = bytearray(OPTIONS_START)

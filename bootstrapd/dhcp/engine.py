@@ -276,11 +276,10 @@ class Engine:
         self, plan: SitePlan, msg: Message, msg_type: MessageType, client: Client, lease: Lease, new: bool
     ) -> Reply:
         body = reply.body_for(client.subnet.options[client.class_name], _hostname(client))
-        message = reply.lease_message(plan, msg, msg_type, lease.address, body)
         dest = reply.destination(plan, msg, msg_type, lease.address)
-        return reply.finish(
-            msg, message, dest, msg_type,
-            device_class=client.class_name, address=lease.address, lease=lease, new_device=new,
+        return reply.lease_reply(
+            plan, msg, msg_type, lease.address, body, dest,
+            device_class=client.class_name, lease=lease, new_device=new,
         )  # fmt: skip
 
     def _nak(self, plan: SitePlan, msg: Message, client: Client | None, text: str) -> Reply:

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 from bootstrapd.config.model import DeviceClass, Options, RawOption, Reservation, Site, Subnet
 from bootstrapd.dhcp.allocator import Allocator, build_allocators
 from bootstrapd.dhcp.classify import Classifier
-from bootstrapd.dhcp.codec import Message
+from bootstrapd.dhcp.codec import Message, encode_options_into
 from bootstrapd.dhcp.leases import LeaseView
 from bootstrapd.dhcp.options import (
     PROVISIONING_CODES,
@@ -25,6 +25,9 @@ from bootstrapd.dhcp.options import (
 
 # Options as (code, value) in the order they should be sent when nothing else decides.
 OptionList = tuple[tuple[int, bytes], ...]
+# Encoded options: the bytes, the codes left out for lack of room, the budget left after them.
+EncodedOptions = tuple[bytes, tuple[int, ...], int]
+_RELAY = int(OptionCode.RELAY_AGENT_INFO)
 
 
 class OptionSet:
@@ -34,12 +37,31 @@ class OptionSet:
     bytes; the cache is bounded so that clients inventing request lists cannot grow it.
     """
 
-    __slots__ = ("_by_request", "items")
+    __slots__ = ("_by_request", "_encoded", "items")
     CACHE_LIMIT = 64
 
     def __init__(self, items: OptionList) -> None:
         self.items = items
         self._by_request: dict[bytes, OptionList] = {}
+        self._encoded: dict[tuple[bytes, int], EncodedOptions | None] = {}
+
+    def encoded(self, request_list: bytes | None, budget: int) -> EncodedOptions | None:
+        """ordered(request_list) on the wire within `budget` bytes: (bytes, codes left out, budget left).
+        Cached, as the same phones get the same bytes; None when the set holds option 82, which
+        codec.build_dropping treats specially (callers encode the whole message then)."""
+        key = (request_list or b"", budget)
+        if key in self._encoded:
+            return self._encoded[key]
+        items = self.ordered(request_list)
+        result: EncodedOptions | None = None
+        if all(code != _RELAY for code, _ in items):
+            buf = bytearray()
+            dropped: list[int] = []
+            left = encode_options_into(buf, items, budget, dropped)
+            result = (bytes(buf), tuple(dropped), left)
+        if len(self._encoded) < self.CACHE_LIMIT:
+            self._encoded[key] = result
+        return result
 
     def ordered(self, request_list: bytes | None) -> OptionList:
         """The client's requested codes first, in its order, then the others ascending. Every option is

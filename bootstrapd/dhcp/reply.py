@@ -10,7 +10,18 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Address
 
-from bootstrapd.dhcp.codec import BROADCAST_FLAG, Message, MessageType, Op, build_dropping, reply_size_limit
+from bootstrapd.dhcp.codec import (
+    BROADCAST_FLAG,
+    Message,
+    MessageType,
+    Op,
+    build_dropping,
+    encode_header,
+    encode_options_into,
+    finish_options,
+    reply_size_limit,
+    reserve_relay,
+)
 from bootstrapd.dhcp.leases import Lease
 from bootstrapd.dhcp.options import OptionCode, encode_string
 from bootstrapd.dhcp.outcome import Destination, Reply
@@ -86,6 +97,41 @@ def lease_message(
     # An ACK to a RENEWING/REBINDING client carries its ciaddr back; an OFFER never does.
     ciaddr = request.ciaddr if msg_type is MessageType.ACK else ZERO
     return _reply(request, options, ciaddr=ciaddr, yiaddr=yiaddr)
+
+
+def lease_reply(
+    plan: SitePlan,
+    request: Message,
+    msg_type: MessageType,
+    yiaddr: IPv4Address,
+    body: OptionSet,
+    dest: Destination,
+    *,
+    device_class: str | None,
+    lease: Lease | None,
+    new_device: bool,
+) -> Reply:
+    """finish(lease_message(...)) with the body's options encoded once per request list and size limit
+    (OptionSet.encoded): only the header, option 61 and option 82 are encoded per packet. Same bytes."""
+    max_size = reply_size_limit(request)
+    request_list = request.get(_REQUEST_LIST)
+    message = lease_message(plan, request, msg_type, yiaddr, body)
+    head, tail = _echoed(request)
+    dropped: list[int] = []
+    relay, budget = reserve_relay(tail[0][1] if tail else None, max_size, dropped)
+    buf = encode_header(message)
+    fixed = message.options[: 2 + len(plan.lease_times) + len(head)]  # type, server id, lease times, 61
+    budget = encode_options_into(buf, fixed, budget, dropped)
+    block = body.encoded(request_list, budget)
+    if block is None:
+        return finish(request, message, dest, msg_type, device_class=device_class, address=yiaddr, lease=lease,
+                      new_device=new_device)  # fmt: skip
+    buf += block[0]
+    dropped.extend(block[1])
+    wire = finish_options(buf, relay)
+    if dropped:  # Reply.message is what the client gets
+        message = replace(message, options=tuple(o for o in message.options if o[0] not in dropped))
+    return Reply(message, wire, dest, msg_type, device_class, yiaddr, lease, new_device, tuple(dropped))
 
 
 def inform_message(plan: SitePlan, request: Message, body: OptionSet) -> Message:

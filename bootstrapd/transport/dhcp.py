@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +33,21 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 MAX_DATAGRAM = 1500  # bounded reads: anything longer is not a DHCP packet we answer
 QUEUE_LIMIT = 4096
 BURST_LIMIT = 256
+# Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
+# (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
+STALE_DISCOVER_S = 1.0
+_DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
+Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
 
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-_CMSG_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
+_CMSG_SPACE = socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16)  # struct in_pktinfo, struct timeval
+_TIMEVAL = struct.Struct("@qq")
 
 
 @dataclass
@@ -50,12 +58,18 @@ class _Listener:
     address: ipaddress.IPv4Address | None
 
 
-def _was_broadcast(ancdata: list[tuple[int, int, bytes]]) -> bool:
-    """From IP_PKTINFO: was the datagram's IP destination a broadcast (not our unicast address)?"""
+def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
+    """From IP_PKTINFO: was the datagram's IP destination a broadcast (not our unicast address)? From
+    SO_TIMESTAMP: how long it waited in the kernel's buffer (0 when unknown)."""
+    broadcast = False
+    waited = 0.0
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            return data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
-    return False
+            broadcast = data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
+        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
+            sec, usec = _TIMEVAL.unpack_from(data)
+            waited = max(0.0, time.time() - (sec + usec / 1e6))
+    return broadcast, waited
 
 
 class DhcpServer:
@@ -71,7 +85,7 @@ class DhcpServer:
         check = getattr(log, "is_enabled_for", None)
         self._log_info = bool(check(logging.INFO)) if check is not None else True
         self._children: dict[tuple[int, str], Any] = {}
-        self._queue: asyncio.Queue[tuple[bytes, str, tuple[Any, int], bool, float]] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_LIMIT)
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
@@ -98,6 +112,8 @@ class DhcpServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            with contextlib.suppress(OSError):  # the queue age of a packet includes its wait in the kernel
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind(("0.0.0.0", self.site.listen.dhcp_port))
@@ -137,14 +153,17 @@ class DhcpServer:
             except OSError as e:
                 self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
                 return
-            self.enqueue(data, ifname, addr, _was_broadcast(ancdata))
+            broadcast, waited = _ancillary(ancdata)
+            self.enqueue(data, ifname, addr, broadcast, waited)
 
-    def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False) -> None:
+    def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
+                waited: float = 0.0) -> None:
+        """Queue one datagram; `waited` is how long it has been in the kernel's buffer already."""
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
         try:
-            self._queue.put_nowait((data, ifname, addr, broadcast, time.perf_counter()))
+            self._queue.put_nowait((data, ifname, addr, broadcast, time.perf_counter() - waited))
         except asyncio.QueueFull:
             self._drop(DropReason.QUEUE_FULL, ifname=ifname)
 
@@ -156,11 +175,12 @@ class DhcpServer:
                 burst.append(self._queue.get_nowait())
             self._process(burst)
 
-    def _process(self, burst: list[tuple[bytes, str, tuple[Any, int], bool, float]]) -> None:
+    def _process(self, burst: list[Queued]) -> None:
         now = time.time()
         outcomes: list[tuple[Reply | Silent, str, float]] = []
         self._store_failed = False
-        for data, ifname, addr, broadcast, t0 in burst:
+        for data, ifname, addr, broadcast, t0 in _prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
+                                                              self._stale):
             outcome = self._handle(data, ifname, addr, broadcast, now)
             if outcome is not None:
                 outcomes.append((outcome, ifname, t0))
@@ -181,6 +201,10 @@ class DhcpServer:
                 self._send(outcome, ifname)
                 self.metrics.dhcp_latency.observe(time.perf_counter() - t0)
             self._after(outcome)
+
+    def _stale(self, ifname: str) -> None:
+        self._counter(self.metrics.dhcp_received, "discover").inc()
+        self._drop(DropReason.STALE, ifname=ifname, msg_type="DISCOVER")
 
     def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool,
                 now: float) -> Reply | Silent | None:
@@ -210,8 +234,8 @@ class DhcpServer:
                        msg_type=mtype.name if mtype else None)
             return None
         if isinstance(outcome, Reply) and outcome.new_device:
-            self.metrics.devices_by_class.labels(**{"class": outcome.device_class or "none"}).inc()
-            self.metrics.devices_by_model.labels(model=model_label(msg.vendor_class)).inc()
+            self._counter(self.metrics.devices_by_class, outcome.device_class or "none").inc()
+            self._counter(self.metrics.devices_by_model, _model_label(msg.vendor_class)).inc()
         if not self._log_info:  # the fields below cost more than the engine's work for a packet
             return outcome
         log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
@@ -258,7 +282,7 @@ class DhcpServer:
                 self.log.debug("dhcp.l2_failed", error=str(e))
         target = BROADCAST if dest.broadcast or dest.l2_unicast is not None else dest.ip
         try:
-            listener.sock.sendto(reply.wire, (str(target), dest.port))
+            listener.sock.sendto(reply.wire, (_text(target), dest.port))
         except OSError as e:
             self.log.warning("dhcp.send_failed", interface=ifname, to=str(target), error=str(e))
 
@@ -286,6 +310,33 @@ class DhcpServer:
         for subnet, count in self.engine.active_leases(now).items():
             self.metrics.dhcp_leases_active.labels(subnet=subnet).set(count)
         self.metrics.dhcp_offers_held.set(self.engine.offers_held(now))
+
+
+def _prioritised(burst: list[Queued], stale_before: float, on_stale: Callable[[str], None]) -> list[Queued]:
+    """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
+    DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
+    usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
+    first: list[Queued] = []
+    last: list[Queued] = []
+    for item in burst:
+        if item[0][240:243] == _DISCOVER_FIRST:
+            if item[4] < stale_before:
+                on_stale(item[1])
+            else:
+                last.append(item)
+        else:
+            first.append(item)
+    return first + last if last else first
+
+
+@functools.lru_cache(maxsize=256)
+def _model_label(vendor_class: str | None) -> str:
+    return model_label(vendor_class)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: ipaddress.IPv4Address) -> str:
+    return str(address)
 
 
 @functools.lru_cache(maxsize=4096)
