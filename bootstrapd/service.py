@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -32,6 +33,15 @@ def sd_notify(message: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def settle_heap() -> None:
+    """Move everything built at start-up (config, zone, prepared answers, lease mirror) out of the garbage
+    collector's view, and collect the young generation less often: full collections over those long-lived
+    objects were pauses of milliseconds in the middle of packet bursts (DNS p99 latency)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def watchdog_interval() -> float:
@@ -77,6 +87,7 @@ class Service:
             return 1
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.reload_last_success.set(time.time())
+        settle_heap()
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         self.log.info("service.ready", status=self._status())
         watchdog = asyncio.create_task(self._watchdog()) if watchdog_interval() else None

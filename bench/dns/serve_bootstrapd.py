@@ -15,6 +15,7 @@ from bootstrapd.config import load_site
 from bootstrapd.config.model import LogFormat, LogLevel
 from bootstrapd.observability.logging import configure
 from bootstrapd.observability.metrics import Metrics
+from bootstrapd.service import settle_heap
 from bootstrapd.transport.dns import DnsServer
 
 
@@ -28,6 +29,7 @@ async def main(path: str, host: str, port: int, flags: list[str]) -> None:
         batch_io=False if "--no-mmsg" in flags else None,
     )
     await server.start()
+    settle_heap()  # as the daemon does once its listeners are up
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
