@@ -129,13 +129,10 @@ class LeaseIndex:
         return found
 
 
-class MemoryLeaseStore:
-    """LeaseStore kept in memory only: for engine unit tests and as the contract suite's reference."""
+class IndexedReads:
+    """Every read of a store served from its in-memory LeaseIndex (both stores keep one)."""
 
-    durable = False
-
-    def __init__(self) -> None:
-        self._index = LeaseIndex()
+    _index: LeaseIndex
 
     def __len__(self) -> int:
         return len(self._index)
@@ -149,13 +146,6 @@ class MemoryLeaseStore:
     def expired_oldest_first(self, subnet: str, now: float, limit: int) -> list[Lease]:
         return self._index.expired_oldest_first(subnet, now, limit)
 
-    def put(self, lease: Lease, *, force: bool = False) -> None:
-        for record in self._index.plan_put(lease, force):
-            self._index.apply(record)
-
-    def delete(self, address: IPv4Address) -> None:
-        self._index.remove(address)
-
     def iter_all(self) -> Iterator[Lease]:
         return self._index.iter_all()
 
@@ -164,6 +154,22 @@ class MemoryLeaseStore:
 
     def counts(self, subnet: str, now: float) -> dict[LeaseState, int]:
         return self._index.counts(subnet, now)
+
+
+class MemoryLeaseStore(IndexedReads):
+    """LeaseStore kept in memory only: for engine unit tests and as the contract suite's reference."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._index = LeaseIndex()
+
+    def put(self, lease: Lease, *, force: bool = False) -> None:
+        for record in self._index.plan_put(lease, force):
+            self._index.apply(record)
+
+    def delete(self, address: IPv4Address) -> None:
+        self._index.remove(address)
 
     def flush(self) -> None:
         """Nothing to make durable."""

@@ -15,13 +15,12 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from bootstrapd.dhcp.leases import Lease, LeaseState
-from bootstrapd.dhcp.store_memory import LeaseIndex
+from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
 
 DB_NAME = "leases.sqlite3"
@@ -52,7 +51,7 @@ _UPSERT = f"INSERT OR REPLACE INTO leases ({_COLUMNS}, free_at) VALUES (?, ?, ?,
 _STATES = {state.value: state for state in LeaseState}
 
 
-class SqliteLeaseStore:
+class SqliteLeaseStore(IndexedReads):
     """LeaseStore on SQLite. Build it with open_store() or open_readonly()."""
 
     durable = True
@@ -66,27 +65,7 @@ class SqliteLeaseStore:
         self._index = LeaseIndex()
         self._reload()
 
-    def __len__(self) -> int:
-        return len(self._index)
-
-    # Reads: the mirror.
-    def get_by_address(self, address: IPv4Address) -> Lease | None:
-        return self._index.get_by_address(address)
-
-    def get_by_client(self, client_id: bytes) -> Lease | None:
-        return self._index.get_by_client(client_id)
-
-    def expired_oldest_first(self, subnet: str, now: float, limit: int) -> list[Lease]:
-        return self._index.expired_oldest_first(subnet, now, limit)
-
-    def iter_all(self) -> Iterator[Lease]:
-        return self._index.iter_all()
-
-    def iter_subnet(self, subnet: str) -> Iterator[Lease]:
-        return self._index.iter_subnet(subnet)
-
-    def counts(self, subnet: str, now: float) -> dict[LeaseState, int]:
-        return self._index.counts(subnet, now)
+    # Reads: the mirror (IndexedReads).
 
     # Writes: SQLite first, then the mirror.
     def put(self, lease: Lease, *, force: bool = False) -> None:

@@ -109,7 +109,7 @@ def parse_reply(frame: bytes) -> Incoming | None:
     bootp = frame[udp + 8:udp + length]
     if len(bootp) < BOOTP_FIXED + 4 or bootp[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC:
         return None
-    options = _options(bootp[BOOTP_FIXED + 4:])
+    options = scan_options(bootp[BOOTP_FIXED + 4:])
     mtype = options.get(53, b"")
     if len(mtype) != 1 or mtype[0] not in MessageType._value2member_map_:
         return None
@@ -117,7 +117,7 @@ def parse_reply(frame: bytes) -> Incoming | None:
     return Incoming(MessageType(mtype[0]), xid, ipaddress.IPv4Address(bootp[16:20]), options)
 
 
-def _options(raw: bytes) -> dict[int, bytes]:
+def scan_options(raw: bytes) -> dict[int, bytes]:
     """TLV scan of the options field; repeated codes are concatenated (RFC 3396)."""
     found: dict[int, bytes] = {}
     pos = 0

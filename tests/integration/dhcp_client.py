@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import IO, TYPE_CHECKING, Any
 
+from bootstrapd.sim.wire import scan_options
+
 if TYPE_CHECKING:
     from bootstrapd.lab import Host
 
@@ -192,19 +194,8 @@ def build_frame(p: dict[str, Any]) -> bytes:
 
 
 def _options(raw: bytes) -> dict[str, str]:
-    """TLV scan of the options field (after the magic cookie) into {code: hex}."""
-    found: dict[str, str] = {}
-    pos = 0
-    while pos < len(raw) and raw[pos] != 255:
-        if raw[pos] == 0:
-            pos += 1
-            continue
-        if pos + 1 >= len(raw):
-            break
-        code, length = raw[pos], raw[pos + 1]
-        found[str(code)] = found.get(str(code), "") + raw[pos + 2:pos + 2 + length].hex()
-        pos += 2 + length
-    return found
+    """The options field (after the magic cookie) as {code: hex}, for JSON."""
+    return {str(code): value.hex() for code, value in scan_options(raw).items()}
 
 
 def dissect(frame: bytes) -> dict[str, Any] | None:
