@@ -128,7 +128,9 @@ class Responder:
         q = _question(message)
         edns = _message_edns(message)
         if data[2] & OPCODE_MASK:
-            return _error(data, Rcode.NOTIMP, q)
+            # No question echoed: other opcodes give the sections other meanings (an UPDATE's first
+            # section is its zone and must be SOA), so a header-only NOTIMP is the reply every parser reads.
+            return _error(data, Rcode.NOTIMP, q, echo=False)
         if q is None or edns is False:
             return _error(data, Rcode.FORMERR, q)
         if edns is not None and edns.version > 0:
@@ -192,15 +194,17 @@ def _message_edns(message: DNSRecord) -> Edns | Literal[False] | None:
     return Edns(int(opt.rclass), (int(opt.ttl) >> 16) & 0xFF, bool(int(opt.ttl) & 0x8000))
 
 
-def _error(data: bytes, rcode: Rcode, q: Question | None, edns: Edns | None = None) -> Reply:
-    """A reply with no records: the client's ID, opcode and RD, our rcode, the question if readable."""
+def _error(data: bytes, rcode: Rcode, q: Question | None, edns: Edns | None = None, echo: bool = True) -> Reply:
+    """A reply with no records: the client's ID, opcode and RD, our rcode, the question if readable (and
+    `echo`)."""
     flags = bytes((QR | (data[2] & (OPCODE_MASK | RD)), (int(rcode) & 0x0F) | (data[3] & CD)))
     opt = b"" if edns is None else opt_record(edns.do, int(rcode) >> 4)
-    counts = (b"\x00\x01" if q else b"\x00\x00") + b"\x00\x00\x00\x00" + (_NO_AR if edns is None else _ONE_AR)
+    question = q.wire if q is not None and echo else b""
+    counts = (b"\x00\x01" if question else b"\x00\x00") + b"\x00\x00\x00\x00" + (_NO_AR if edns is None else _ONE_AR)
     if q is None:
         return b"".join((data[:2], flags, counts, opt)), Outcome(None, None, "other", rcode)
     outcome = Outcome(to_text(q.qname), q.qtype, qtype_label(q.qtype), rcode)
-    return b"".join((data[:2], flags, counts, q.wire, opt)), outcome
+    return b"".join((data[:2], flags, counts, question, opt)), outcome
 
 
 def _servfail(data: bytes, exc: Exception) -> Reply:

@@ -31,7 +31,10 @@ from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport import dns_mmsg
 
 UDP_BATCH = 64  # datagrams per recvmmsg (or per wakeup without it)
-UDP_ROUNDS = 4  # batches per wakeup before yielding to the event loop
+# Batches per wakeup before yielding to the event loop. A short batch does not end the wakeup: at moderate
+# rates more queries arrive while one is answered, and one more recvmmsg (about 2 us when empty) is
+# cheaper than going back through epoll and the event loop for them (lower p90/p99, bench/dns).
+UDP_ROUNDS = 4
 UDP_RECV_SIZE = 4096  # larger datagrams are cut by the kernel and then FORMERR
 UDP_RCVBUF = 4 << 20  # ride out bursts (the kernel caps it at net.core.rmem_max)
 TCP_MAX_QUERY = 8192  # queries are tiny; anything longer closes the connection
@@ -284,8 +287,9 @@ class DnsServer:
         respond = self._responder.respond
         stats = self._stats
         counts = stats.counts["udp"]
+        clock = time.perf_counter
         for _ in range(UDP_ROUNDS):
-            start = time.perf_counter()
+            start = clock()
             try:
                 outcomes, answered, failed = io.exchange(respond)
             except OSError as exc:
@@ -293,20 +297,21 @@ class DnsServer:
                 return
             if not outcomes:
                 return
+            errors = False
             for outcome in outcomes:
                 counts[outcome] = counts.get(outcome, 0) + 1
+                if outcome.error is not None:
+                    errors = True
             if failed:
                 counts[_SEND_FAILED] = counts.get(_SEND_FAILED, 0) + failed
-            stats.observe(answered - failed, time.perf_counter() - start)
-            if self._debug or any(o.error is not None for o in outcomes):
+            stats.observe(answered - failed, clock() - start)
+            if errors or self._debug:
                 for i, outcome in enumerate(outcomes):
                     self._event(outcome, "udp", io.peer(i))
             if self._on_query is not None:
                 for i, outcome in enumerate(outcomes):
                     if outcome.qtype in self._on_query_types:
                         self._report(io.peer(i)[0], outcome)
-            if len(outcomes) < io.batch:
-                return
 
     def _report(self, client: str, outcome: Outcome) -> None:
         if self._on_query is not None and outcome.qname is not None and outcome.rcode is not None:

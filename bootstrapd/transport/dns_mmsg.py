@@ -57,7 +57,27 @@ def _libc() -> Any:
     return libc
 
 
+def _fast(name: str, restype: Any = c_int) -> Any:
+    """`name` from a libc handle without use_errno: ctypes' saving of errno around every call costs
+    about a third of a small round's call overhead, and only a failed recvmmsg needs errno."""
+    if _LIBC is None:
+        return None
+    function = getattr(ctypes.CDLL(None), name)
+    function.restype = restype
+    return function
+
+
 _LIBC = _libc()
+_RECVMMSG, _SENDMMSG = _fast("recvmmsg"), _fast("sendmmsg")
+_ERRNO_LOCATION = _fast("__errno_location", POINTER(c_int))
+
+
+def _errno() -> int:
+    """This thread's errno, read right after a failed call (nothing in between makes a system call)."""
+    return int(_ERRNO_LOCATION().contents.value)
+# Field positions in the header arrays, read and written through integer views (memoryview indexing
+# costs a fraction of a ctypes attribute access).
+_U32, _PTR = ctypes.sizeof(c_uint32), ctypes.sizeof(c_void_p)
 
 
 def available() -> bool:
@@ -80,31 +100,34 @@ class BatchSocket:
         self._siov = (_Iovec * batch)()
         rbase, sbase = ctypes.addressof(self._rbuf), ctypes.addressof(self._sbuf)
         nbase = ctypes.addressof(self._names)
-        self._raddr = [rbase + i * slot for i in range(batch)]
-        self._saddr = [sbase + i * slot for i in range(batch)]
         self._naddr = [nbase + i * _NAME_LEN for i in range(batch)]
         for i in range(batch):
-            self._riov[i].iov_base, self._riov[i].iov_len = self._raddr[i], slot
-            self._siov[i].iov_base = self._saddr[i]
+            self._riov[i].iov_base, self._riov[i].iov_len = rbase + i * slot, slot
+            self._siov[i].iov_base = sbase + i * slot
             _point(self._rmsgs[i].msg_hdr, self._naddr[i], self._riov, i)
             _point(self._smsgs[i].msg_hdr, 0, self._siov, i)
-        self._rmsg = [self._rmsgs[i] for i in range(batch)]
-        self._rhdr = [m.msg_hdr for m in self._rmsg]
-        self._shdr = [self._smsgs[i].msg_hdr for i in range(batch)]
-        self._siovs = [self._siov[i] for i in range(batch)]
+        self._rview, self._sview = _bytes(self._rbuf), _bytes(self._sbuf)
+        self._nview = _bytes(self._names)
+        self._r32, self._s32 = _bytes(self._rmsgs).cast("I"), _bytes(self._smsgs).cast("I")
+        self._sptr, self._siovptr = _bytes(self._smsgs).cast("P"), _bytes(self._siov).cast("P")
+        # Per slot: where its message length, name length, name pointer and iov_len sit in those views.
+        self._len_at = _index(batch, _Mmsghdr, _Mmsghdr.msg_len.offset, _U32)
+        self._namelen_at = _index(batch, _Mmsghdr, _Msghdr.msg_namelen.offset, _U32)
+        self._name_at = _index(batch, _Mmsghdr, _Msghdr.msg_name.offset, _PTR)
+        self._iovlen_at = _index(batch, _Iovec, _Iovec.iov_len.offset, _PTR)
         self._queued = 0
         self._failed = 0
         self._filled = 0
-        self._string_at, self._memmove = ctypes.string_at, ctypes.memmove
 
     def recv(self) -> int:
         """Read up to `batch` datagrams without blocking; 0 when none is waiting."""
-        for hdr in self._rhdr[: self._filled]:  # the kernel shrank these to the sender's address size
-            hdr.msg_namelen = _NAME_LEN
-        n: int = _LIBC.recvmmsg(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
+        r32, namelen_at = self._r32, self._namelen_at
+        for i in range(self._filled):  # the kernel shrank these to the sender's address size
+            r32[namelen_at[i]] = _NAME_LEN
+        n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
         self._filled = max(n, 0)
         if n < 0:
-            err = ctypes.get_errno()
+            err = _errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return 0
             raise OSError(err, os.strerror(err))
@@ -112,7 +135,8 @@ class BatchSocket:
 
     def peer(self, i: int) -> tuple[str, int]:
         """Slot i's sender (for logs)."""
-        raw = self._string_at(self._naddr[i], self._rhdr[i].msg_namelen)
+        start = i * _NAME_LEN
+        raw = bytes(self._nview[start : start + self._r32[self._namelen_at[i]]])
         family = int.from_bytes(raw[:2], sys.byteorder)
         if family == socket.AF_INET6:
             return socket.inet_ntop(socket.AF_INET6, raw[8:24]), int.from_bytes(raw[2:4], "big")
@@ -120,36 +144,36 @@ class BatchSocket:
 
     def reply(self, i: int, data: bytes) -> None:
         """Queue `data` for slot i's sender; an answer too big for a slot goes out at once."""
-        j = self._queued
-        if len(data) > self.slot:
+        j, size = self._queued, len(data)
+        if size > self.slot:
             try:
                 self.sock.sendto(data, self.peer(i))
             except OSError:
                 self._failed += 1
             return
-        self._memmove(self._saddr[j], data, len(data))
-        self._siovs[j].iov_len = len(data)
-        hdr = self._shdr[j]
-        hdr.msg_name = self._naddr[i]
-        hdr.msg_namelen = self._rhdr[i].msg_namelen
+        self._sview[j * self.slot : j * self.slot + size] = data
+        self._siovptr[self._iovlen_at[j]] = size
+        self._sptr[self._name_at[j]] = self._naddr[i]
+        self._s32[self._namelen_at[j]] = self._r32[self._namelen_at[i]]
         self._queued = j + 1
 
     def exchange(self, respond: Callable[[bytes], tuple[bytes | None, T]]) -> tuple[list[T], int, int]:
         """One round: read a batch, answer each datagram with `respond`, send the answers together.
 
         Returns the outcomes in slot order (`peer(i)` stays valid until the next round), how many answers
-        were queued and how many of those could not be sent. The loop inlines `message` and `reply`.
+        were queued and how many of those could not be sent. The loop inlines `reply`.
         """
         n = self.recv()
         if not n:
             return [], 0, 0
         outcomes = []
-        string_at, memmove, slot = self._string_at, self._memmove, self.slot
-        raddr, rmsg, rhdr, naddr = self._raddr, self._rmsg, self._rhdr, self._naddr
-        saddr, siovs, shdr = self._saddr, self._siovs, self._shdr
+        slot, rview, sview, r32, s32 = self.slot, self._rview, self._sview, self._r32, self._s32
+        len_at, namelen_at, name_at, iovlen_at = self._len_at, self._namelen_at, self._name_at, self._iovlen_at
+        sptr, siovptr, naddr = self._sptr, self._siovptr, self._naddr
         answered = 0
         for i in range(n):
-            answer, outcome = respond(string_at(raddr[i], rmsg[i].msg_len))
+            start = i * slot
+            answer, outcome = respond(bytes(rview[start : start + r32[len_at[i]]]))
             outcomes.append(outcome)
             if answer is None:
                 continue
@@ -159,27 +183,44 @@ class BatchSocket:
                 self.reply(i, answer)
                 continue
             j = self._queued
-            memmove(saddr[j], answer, size)
-            siovs[j].iov_len = size
-            hdr = shdr[j]
-            hdr.msg_name = naddr[i]
-            hdr.msg_namelen = rhdr[i].msg_namelen
+            start = j * slot
+            sview[start : start + size] = answer
+            siovptr[iovlen_at[j]] = size
+            sptr[name_at[j]] = naddr[i]
+            s32[namelen_at[j]] = r32[namelen_at[i]]
             self._queued = j + 1
         return outcomes, answered, self.flush()
 
     def flush(self) -> int:
         """Send every queued answer; returns how many could not be sent (full buffer, unreachable)."""
-        failed, k, total = self._failed, 0, self._queued
+        failed, total = self._failed, self._queued
         self._queued = self._failed = 0
-        size = ctypes.sizeof(_Mmsghdr)
+        if not total:
+            return failed
+        sent = _SENDMMSG(self._fd, self._smsgs, total, socket.MSG_DONTWAIT)
+        if sent == total:
+            return failed
+        k, size = 0, ctypes.sizeof(_Mmsghdr)
         while k < total:
-            sent = _LIBC.sendmmsg(self._fd, ctypes.byref(self._smsgs, k * size), total - k, socket.MSG_DONTWAIT)
             if sent <= 0:  # the message at k failed: skip it, keep the rest
                 failed += 1
                 k += 1
             else:
                 k += sent
+            if k < total:
+                sent = _SENDMMSG(self._fd, ctypes.byref(self._smsgs, k * size), total - k, socket.MSG_DONTWAIT)
         return failed
+
+
+def _bytes(obj: Any) -> memoryview:
+    return memoryview(obj).cast("B")
+
+
+def _index(batch: int, struct: Any, offset: int, width: int) -> list[int]:
+    """Positions of a field of each of `batch` consecutive `struct`s in a view of `width`-byte items."""
+    size = ctypes.sizeof(struct)
+    assert size % width == 0 and offset % width == 0
+    return [(i * size + offset) // width for i in range(batch)]
 
 
 def _point(hdr: _Msghdr, name: int, iovs: Any, i: int) -> None:

@@ -223,6 +223,16 @@ def test_other_opcodes_notimp(r: Responder, opcode: int) -> None:
     assert reply.rcode() == dns.rcode.NOTIMP and reply.opcode() == opcode
 
 
+def test_update_with_a_non_soa_question_gets_a_notimp_every_parser_reads(r: Responder) -> None:
+    # An UPDATE's first section is its zone and must be SOA (RFC 2136 2.3): echoing an A question made
+    # dnspython reject our NOTIMP as malformed (found by the property test).
+    msg = dns.message.make_query("_ciscoprov-https._tls.staging.example.net", "A")
+    wire = bytearray(msg.to_wire())
+    wire[2] = (wire[2] & 0x87) | (dns.opcode.UPDATE << 3)
+    reply = answer(r, bytes(wire))
+    assert reply.rcode() == dns.rcode.NOTIMP and reply.opcode() == dns.opcode.UPDATE
+
+
 def test_a_bug_in_our_code_is_servfail_and_reported() -> None:
     leases = LeaseTable()
     r = Responder(Zone.from_site(make_site(), lease_records=leases))
