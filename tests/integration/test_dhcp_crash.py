@@ -4,28 +4,14 @@ to a second client after the restart (issue 3: a lease is durable before its ACK
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from bootstrapd.lab import Lab, StagingLan, staging_lan
+from bootstrapd.lab import StagingLan
 from tests.integration.daemon import Daemon, site_config
 from tests.integration.dhcp_client import RawClient, first_by_chaddr, mac, packet
 
 PHONES = 200
 SERVER = "198.18.0.1"
-
-
-@pytest.fixture
-def lan(lab: Lab) -> StagingLan:
-    return staging_lan(lab, clients=1)
-
-
-@pytest.fixture
-def client(lan: StagingLan) -> Iterator[RawClient]:
-    with RawClient(lan.clients[0]) as raw:
-        yield raw
 
 
 def restart(daemon: Daemon) -> None:

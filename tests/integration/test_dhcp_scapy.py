@@ -28,17 +28,6 @@ METRICS = "127.0.0.1:9267"  # inside the server's namespace
 QUIET = 0.5  # seconds to listen for a reply that must not come (the drop log proves the packet was handled)
 
 
-@pytest.fixture
-def lan(lab: Lab) -> StagingLan:
-    return staging_lan(lab, clients=1)
-
-
-@pytest.fixture
-def client(lan: StagingLan) -> Iterator[RawClient]:
-    with RawClient(lan.clients[0]) as raw:
-        yield raw
-
-
 def pool_site(first: str, last: str, **overrides: Any) -> dict[str, Any]:
     """The test site with stg0's pool cut down to first-last."""
     subnets = [dict(SITE["dhcp"]["subnets"][0], pools=[f"{first}-{last}"]), SITE["dhcp"]["subnets"][1]]

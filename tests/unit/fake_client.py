@@ -21,7 +21,7 @@ import yaml
 from bootstrapd.config.loader import load_site
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import BROADCAST_FLAG, Message, MessageType, build, parse
-from bootstrapd.dhcp.engine import Drop, Engine, Reply, Rx, Silent
+from bootstrapd.dhcp.engine import Drop, DropReason, Engine, Reply, Rx, Silent
 from bootstrapd.dhcp.leases import LeaseStore
 from bootstrapd.dhcp.options import OptionCode
 from bootstrapd.dhcp.store_memory import MemoryLeaseStore
@@ -252,3 +252,21 @@ def reply_options(reply: Reply) -> dict[int, bytes]:
 def option_codes(reply: Reply) -> list[int]:
     """Option codes in wire order."""
     return [code for code, _ in parse(reply.wire).options]
+
+
+def ip(text: str) -> IPv4Address:
+    return IPv4Address(text)
+
+
+def reply(outcome: object, msg_type: MessageType = MessageType.ACK) -> Reply:
+    """The outcome, asserted to be a reply of this type."""
+    assert isinstance(outcome, Reply), outcome
+    assert outcome.msg_type is msg_type, outcome.msg_type
+    return outcome
+
+
+def dropped(outcome: object, reason: DropReason) -> Drop:
+    """The outcome, asserted to be a drop for this reason."""
+    assert isinstance(outcome, Drop), outcome
+    assert outcome.reason is reason, outcome
+    return outcome

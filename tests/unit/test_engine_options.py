@@ -5,26 +5,14 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import pytest
-from fake_client import RELAY, SERVER, FakeClient, Wire, make_site, option_codes, reply_options
+from fake_client import RELAY, SERVER, FakeClient, Wire, make_site, option_codes, reply, reply_options
 
 from bootstrapd.dhcp.codec import MessageType, parse
-from bootstrapd.dhcp.engine import Drop, DropReason, Reply
+from bootstrapd.dhcp.engine import Drop, DropReason
 from bootstrapd.dhcp.options import OptionCode, decode_tlvs
 
 PROVISIONING = {150, 159, 160}
 MPP_URL = b"http://prov1.staging.example.net/$PSN.xml"
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Wire:
-    return Wire(make_site(tmp_path))
-
-
-def reply(outcome: object, msg_type: MessageType = MessageType.ACK) -> Reply:
-    assert isinstance(outcome, Reply), outcome
-    assert outcome.msg_type is msg_type, outcome.msg_type
-    return outcome
 
 
 # -- classes ----------------------------------------------------------------------------------------------

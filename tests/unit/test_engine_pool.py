@@ -5,11 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import pytest
-from fake_client import RELAY, FakeClient, Wire, make_site, reply_options
+from fake_client import RELAY, FakeClient, Wire, ip, make_site, reply, reply_options
 
 from bootstrapd.dhcp.codec import MessageType
-from bootstrapd.dhcp.engine import Drop, DropReason, Reply
+from bootstrapd.dhcp.engine import Drop, DropReason
 from bootstrapd.dhcp.leases import LeaseState
 from bootstrapd.dhcp.options import OptionCode
 from bootstrapd.dhcp.store_sqlite import open_store
@@ -19,23 +18,8 @@ RESERVED = IPv4Address("198.18.0.50")
 RELAYED_POOL = [IPv4Address(f"198.18.2.{n}") for n in (100, 101, 102)]
 
 
-def ip(text: str) -> IPv4Address:
-    return IPv4Address(text)
-
-
 def mac(n: int) -> str:
     return f"00:56:2b:00:01:{n:02x}"
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Wire:
-    return Wire(make_site(tmp_path))
-
-
-def reply(outcome: object, msg_type: MessageType) -> Reply:
-    assert isinstance(outcome, Reply), outcome
-    assert outcome.msg_type is msg_type, outcome.msg_type
-    return outcome
 
 
 def relayed(wire: Wire, n: int) -> FakeClient:

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from fake_client import RELAY, SERVER, ZERO, FakeClient, Wire, make_site, reply_options
+from fake_client import RELAY, SERVER, ZERO, FakeClient, Wire, dropped, ip, make_site, reply, reply_options
 
 from bootstrapd.dhcp.codec import BROADCAST_FLAG, Message, MessageType, Op
-from bootstrapd.dhcp.engine import Drop, DropReason, Reply, Silent
+from bootstrapd.dhcp.engine import DropReason, Silent
 from bootstrapd.dhcp.leases import LeaseState
 from bootstrapd.dhcp.options import OptionCode
-
-
-def ip(text: str) -> IPv4Address:
-    return IPv4Address(text)
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Wire:
-    return Wire(make_site(tmp_path))
-
-
-def reply(outcome: object, msg_type: MessageType) -> Reply:
-    assert isinstance(outcome, Reply), outcome
-    assert outcome.msg_type is msg_type, outcome.msg_type
-    return outcome
-
-
-def dropped(outcome: object, reason: DropReason) -> Drop:
-    assert isinstance(outcome, Drop), outcome
-    assert outcome.reason is reason, outcome
-    return outcome
-
 
 # -- INIT -> SELECTING -> REQUESTING -> BOUND -------------------------------------------------------------
 
