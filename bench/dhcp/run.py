@@ -18,7 +18,6 @@ import argparse
 import datetime
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 from load import PERF_BASE_MAC, Stats, pct, perfdhcp, wait_answering
 from servers import CLIENT_IP, DEFAULT_SERVERS, SERVER_DEFS, SERVER_IP, SERVERS, Server
 
-from bootstrapd.lab import Host, Lab, lab_available
+from bootstrapd.lab import Host, Lab, lab_available, stop_process
 
 PATHS = "/usr/sbin:/usr/bin:/sbin:/bin"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -120,17 +119,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM the server we started (by its PID), SIGKILL after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[Any] | None:
     """py-spy record of the running daemon (host namespace: py-spy needs only the PID)."""
     spy = shutil.which("py-spy")
@@ -170,7 +158,7 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
             spy.wait(60)
         note = "" if proc.poll() is None else f"server exited {proc.returncode}"
     finally:
-        stop(proc)
+        stop_process(proc)
     server_cpu, other_cpu = after[0].minus(before[0])
     return Row(sdef.name, scenario, rate, stats, rss, ready, note, server_cpu=server_cpu, other_cpu=other_cpu,
                kernel_drops=after[1] - before[1])

@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from bootstrapd.config.model import Site
 from bootstrapd.dns import Zone
 from bootstrapd.dns.names import to_text
 from bootstrapd.dns.wire import QType
+from bootstrapd.lab import stop_process
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -205,19 +205,9 @@ def start(name: str, argv: list[str], port: int, domain: str, pin: bool) -> subp
     try:
         wait_ready(port, domain, proc)
     except BaseException:
-        stop(proc)
+        stop_process(proc)
         raise
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def report(names: list[str], peaks: dict[str, list[Run]], paced: dict[str, Run], rate: float) -> None:
@@ -293,7 +283,7 @@ def main() -> int:
                         paced[n] = dnsperf(PORTS[n], queries, args.duration, args, procs[n].pid, rate=rate)
         finally:
             for proc in procs.values():
-                stop(proc)
+                stop_process(proc)
         print(f"host: {os.cpu_count()} CPUs; dnsperf -c {args.clients} -q {args.outstanding} -T {args.threads}"
               f" -l {args.duration}{'; pinned' if args.pin else ''}; python {sys.version.split()[0]}; "
               f"{socket.gethostname()}")

@@ -12,6 +12,7 @@ from bootstrapd.lab.netns import (
     lab_available,
     leftover_namespaces,
     list_namespaces,
+    stop_process,
 )
 from bootstrapd.lab.topology import StagingLan, staging_lan
 
@@ -29,4 +30,5 @@ __all__ = [
     "leftover_namespaces",
     "list_namespaces",
     "staging_lan",
+    "stop_process",
 ]
