@@ -38,9 +38,10 @@ from bootstrapd.lab import stop_process
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-PORTS = {"bootstrapd": 5301, "dnsmasq": 5304, "nsd": 5303, "unprepared": 5307, "recvfrom": 5308}
-# bootstrapd before its optimisations, for --variants: every reply built by dnslib / one datagram per call
-VARIANTS = {"unprepared": ["--unprepared", "--no-mmsg"], "recvfrom": ["--no-mmsg"]}
+PORTS = {"bootstrapd": 5301, "dnsmasq": 5304, "nsd": 5303, "unprepared": 5307, "recvfrom": 5308, "eventloop": 5309}
+# bootstrapd before its optimisations, for --variants: every reply built by dnslib / one datagram per call /
+# UDP served from the event loop instead of a thread blocked in recvmmsg
+VARIANTS = {"unprepared": ["--unprepared", "--no-mmsg"], "recvfrom": ["--no-mmsg"], "eventloop": ["--no-thread"]}
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Run:
     qps: float
     lost: int
     sent: int
-    latencies: list[float] = field(default_factory=list)
+    ms: dict[float, float] = field(default_factory=dict)  # latency percentile -> milliseconds (paced runs)
     cpu: float = 0.0  # the server's CPU seconds (user + system, with its child processes) during the run
 
     @property
@@ -187,14 +188,19 @@ def dnsperf(port: int, queries: Path, duration: float, args: argparse.Namespace,
         elif ":" in line:
             key, _, value = line.strip().partition(":")
             stats[key] = value.split()[0] if value.split() else ""
-    return Run(float(stats["Queries per second"]), int(stats["Queries lost"]), int(stats["Queries sent"]),
-               latencies, cpu)
+    latencies.sort()  # percentiles now, so that rounds do not keep millions of samples around
+    ms = {p: percentile(latencies, p) * 1000 for p in PERCENTILES}
+    ms[100.0] = latencies[-1] * 1000 if latencies else float("nan")
+    return Run(float(stats["Queries per second"]), int(stats["Queries lost"]), int(stats["Queries sent"]), ms, cpu)
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """The p-th percentile of an already sorted list."""
+    if not ordered:
         return float("nan")
-    ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
@@ -210,7 +216,7 @@ def start(name: str, argv: list[str], port: int, domain: str, pin: bool) -> subp
     return proc
 
 
-def report(names: list[str], peaks: dict[str, list[Run]], paced: dict[str, Run], rate: float) -> None:
+def report(names: list[str], peaks: dict[str, list[Run]], paced: dict[str, list[Run]], rate: float) -> None:
     med = {n: statistics.median(r.qps for r in peaks[n]) for n in names}
     refs = [n for n in names if n not in VARIANTS]
     print(f"\nPeak (dnsperf, median of {len(peaks[names[0]])} interleaved rounds):")
@@ -223,14 +229,18 @@ def report(names: list[str], peaks: dict[str, list[Run]], paced: dict[str, Run],
         ratios = "".join(f"{med[n] / med[m]:>12.2f}" for m in refs)
         print(f"{n:<11}{med[n]:>10.0f}{rounds:>32}{lost:>7}{cpu:>10.1f}{ratios}")
     if paced:
-        print(f"\nLatency at {rate:.0f} q/s offered (half of bootstrapd's median peak), ms:")
+        count = len(next(iter(paced.values())))
+        print(f"\nLatency at {rate:.0f} q/s offered (half of bootstrapd's median peak), ms, median of {count}"
+              " interleaved rounds (p99 of each round at the right):")
         print(f"{'server':<11}{'q/s':>10}{'lost':>7}{'cpu us/q':>10}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}"
-              f"{'max':>8}")
-        for n, r in paced.items():
-            ms = [percentile(r.latencies, p) * 1000 for p in (50, 90, 99, 99.9)]
-            top = max(r.latencies, default=float("nan")) * 1000
-            print(f"{n:<11}{r.qps:>10.0f}{r.lost:>7}{r.cpu_us_per_query:>10.1f}" + "".join(f"{v:>8.3f}" for v in ms)
-                  + f"{top:>8.3f}")
+              f"{'max':>8}  p99 rounds")
+        for n, runs in paced.items():
+            ms = [statistics.median(r.ms[p] for r in runs) for p in (*PERCENTILES, 100.0)]
+            qps = statistics.median(r.qps for r in runs)
+            cpu = statistics.median(r.cpu_us_per_query for r in runs)
+            each = "/".join(f"{r.ms[99.0]:.2f}" for r in runs)
+            print(f"{n:<11}{qps:>10.0f}{sum(r.lost for r in runs):>7}{cpu:>10.1f}"
+                  + "".join(f"{v:>8.3f}" for v in ms) + f"  {each}")
 
 
 def main() -> int:
@@ -275,12 +285,14 @@ def main() -> int:
                     run = dnsperf(PORTS[n], queries, args.duration, args, procs[n].pid)
                     peaks[n].append(run)
                     print(f"round {i + 1} {n}: {run.qps:.0f} q/s, lost {run.lost}", file=sys.stderr)
-            paced: dict[str, Run] = {}
+            paced: dict[str, list[Run]] = {}
             rate = statistics.median(r.qps for r in peaks.get("bootstrapd", peaks[names[0]])) / 2
-            if not args.no_latency:
-                for n in names:
-                    if n not in VARIANTS:
-                        paced[n] = dnsperf(PORTS[n], queries, args.duration, args, procs[n].pid, rate=rate)
+            steady = [n for n in names if statistics.median(r.qps for r in peaks[n]) >= rate]  # reach the rate
+            for i in range(0 if args.no_latency else args.rounds):
+                for n in steady:
+                    run = dnsperf(PORTS[n], queries, args.duration, args, procs[n].pid, rate=rate)
+                    paced.setdefault(n, []).append(run)
+                    print(f"latency round {i + 1} {n}: p99 {run.ms[99.0]:.2f} ms", file=sys.stderr)
         finally:
             for proc in procs.values():
                 stop_process(proc)

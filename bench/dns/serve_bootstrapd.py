@@ -2,7 +2,8 @@
 
     python bench/dns/serve_bootstrapd.py SITE.yaml 127.0.0.1 5301 [--unprepared] [--no-mmsg]
 
---unprepared builds every reply with dnslib (no prepared answers); --no-mmsg uses recvfrom/sendto.
+--unprepared builds every reply with dnslib (no prepared answers); --no-mmsg uses recvfrom/sendto;
+--no-thread serves UDP from the event loop instead of a thread blocked in recvmmsg.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ async def main(path: str, host: str, port: int, flags: list[str]) -> None:
         bind=[(host, port)],
         prepared_answers=0 if "--unprepared" in flags else 20_000,
         batch_io=False if "--no-mmsg" in flags else None,
+        udp_threads=False if "--no-thread" in flags else None,
     )
     await server.start()
     settle_heap()  # as the daemon does once its listeners are up

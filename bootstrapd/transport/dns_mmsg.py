@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _NAME_LEN = 28  # sizeof(struct sockaddr_in6): room for either family
+MSG_WAITFORONE = 0x10000  # <linux/socket.h>; not exported by Python's socket module
 
 
 class _Iovec(Structure):
@@ -119,12 +120,14 @@ class BatchSocket:
         self._failed = 0
         self._filled = 0
 
-    def recv(self) -> int:
-        """Read up to `batch` datagrams without blocking; 0 when none is waiting."""
+    def recv(self, wait: bool = False) -> int:
+        """Read up to `batch` datagrams; 0 when none is waiting (or, with `wait`, when the socket's
+        receive timeout passed or it was shut down). `wait` blocks until at least one datagram is there
+        (MSG_WAITFORONE), then takes whatever else is queued; the call releases the GIL meanwhile."""
         r32, namelen_at = self._r32, self._namelen_at
         for i in range(self._filled):  # the kernel shrank these to the sender's address size
             r32[namelen_at[i]] = _NAME_LEN
-        n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
+        n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, MSG_WAITFORONE if wait else socket.MSG_DONTWAIT, None)
         self._filled = max(n, 0)
         if n < 0:
             err = _errno()
@@ -161,11 +164,17 @@ class BatchSocket:
         """One round: read a batch, answer each datagram with `respond`, send the answers together.
 
         Returns the outcomes in slot order (`peer(i)` stays valid until the next round), how many answers
-        were queued and how many of those could not be sent. The loop inlines `reply`.
+        were queued and how many of those could not be sent.
         """
         n = self.recv()
         if not n:
             return [], 0, 0
+        outcomes, answered = self.answer(n, respond)
+        return outcomes, answered, self.flush()
+
+    def answer(self, n: int, respond: Callable[[bytes], tuple[bytes | None, T]]) -> tuple[list[T], int]:
+        """Answer the `n` datagrams the last `recv` read, queueing the answers for `flush`; returns the
+        outcomes in slot order and how many answers were queued. The loop inlines `reply`."""
         outcomes = []
         slot, rview, sview, r32, s32 = self.slot, self._rview, self._sview, self._r32, self._s32
         len_at, namelen_at, name_at, iovlen_at = self._len_at, self._namelen_at, self._name_at, self._iovlen_at
@@ -189,7 +198,7 @@ class BatchSocket:
             sptr[name_at[j]] = naddr[i]
             s32[namelen_at[j]] = r32[namelen_at[i]]
             self._queued = j + 1
-        return outcomes, answered, self.flush()
+        return outcomes, answered
 
     def flush(self) -> int:
         """Send every queued answer; returns how many could not be sent (full buffer, unreachable)."""
