@@ -38,10 +38,9 @@ from bootstrapd.lab import stop_process
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-PORTS = {"bootstrapd": 5301, "dnsmasq": 5304, "nsd": 5303, "unprepared": 5307, "recvfrom": 5308, "eventloop": 5309}
-# bootstrapd before its optimisations, for --variants: every reply built by dnslib / one datagram per call /
-# UDP served from the event loop instead of a thread blocked in recvmmsg
-VARIANTS = {"unprepared": ["--unprepared", "--no-mmsg"], "recvfrom": ["--no-mmsg"], "eventloop": ["--no-thread"]}
+PORTS = {"bootstrapd": 5301, "dnsmasq": 5304, "nsd": 5303, "unprepared": 5307, "recvfrom": 5308}
+# bootstrapd before its optimisations, for --variants: every reply built by dnslib / one datagram per call
+VARIANTS = {"unprepared": ["--unprepared", "--no-mmsg"], "recvfrom": ["--no-mmsg"]}
 
 
 @dataclass

@@ -2,8 +2,7 @@
 
     python bench/dns/serve_bootstrapd.py SITE.yaml 127.0.0.1 5301 [--unprepared] [--no-mmsg]
 
---unprepared builds every reply with dnslib (no prepared answers); --no-mmsg uses recvfrom/sendto;
---no-thread serves UDP from the event loop instead of a thread blocked in recvmmsg.
+--unprepared builds every reply with dnslib (no prepared answers); --no-mmsg uses recvfrom/sendto.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ async def main(path: str, host: str, port: int, flags: list[str]) -> None:
         bind=[(host, port)],
         prepared_answers=0 if "--unprepared" in flags else 20_000,
         batch_io=False if "--no-mmsg" in flags else None,
-        udp_threads=False if "--no-thread" in flags else None,
     )
     await server.start()
     settle_heap()  # as the daemon does once its listeners are up

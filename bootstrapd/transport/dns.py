@@ -1,16 +1,9 @@
-"""The shell around the DNS responder: UDP and TCP sockets, logging, metrics, reload.
+"""The asyncio shell around the DNS responder: UDP and TCP sockets, logging, metrics, reload.
 
-UDP: each socket is served by its own thread blocked in recvmmsg (MSG_WAITFORONE, GIL released), which
-answers up to `UDP_BATCH` datagrams and sends the answers with one sendmmsg. A wakeup then costs two
-system calls instead of epoll, the event loop and an extra empty read: at moderate rates, where batches
-are small, that overhead was most of a query's CPU and set the tail latency (bench/dns/README.md).
-Without recvmmsg the socket is drained from the event loop (`loop.add_reader`) with recvfrom/sendto.
+UDP: the socket is registered with `loop.add_reader` and drained up to `UDP_BATCH` datagrams per wakeup.
 Answering inline is bounded work (a dictionary lookup and a join on the hot path), so there is no queue
 between receive and reply; datagrams beyond what we keep up with wait in (and overflow from) the kernel's
 receive buffer, which the kernel counts.
-Threads: the responder's answer cache and the lease table are touched under `_lock` only (UDP threads per
-batch; TCP answers, lease changes and reloads on the event loop); each UDP thread keeps its own counts and
-flushes them itself; device-tracker reports go back to the event loop with call_soon_threadsafe.
 TCP (RFC 7766): two-octet length framing, several queries per connection answered in order, an idle
 timeout, a cap on concurrent connections and a bound on message size.
 Counts are kept in plain dicts per query and pushed to Prometheus every `FLUSH_INTERVAL` seconds and on
@@ -24,8 +17,6 @@ import bisect
 import contextlib
 import logging
 import socket
-import struct
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -34,7 +25,6 @@ import structlog
 
 from bootstrapd.config.model import Site
 from bootstrapd.dns import LeaseRecords, LeaseTable, Responder, Zone
-from bootstrapd.dns.leases import IPv4Address
 from bootstrapd.dns.outcome import DropReason, Outcome, dropped
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.observability.metrics import Metrics
@@ -49,8 +39,6 @@ UDP_RECV_SIZE = 4096  # larger datagrams are cut by the kernel and then FORMERR
 UDP_RCVBUF = 4 << 20  # ride out bursts (the kernel caps it at net.core.rmem_max)
 TCP_MAX_QUERY = 8192  # queries are tiny; anything longer closes the connection
 FLUSH_INTERVAL = 1.0
-# A blocked UDP thread wakes at least this often (SO_RCVTIMEO) to flush its counts and to see a stop.
-UDP_IDLE_WAKE = 1.0
 
 _SEND_FAILED = dropped(DropReason.SEND_FAILED)
 _TOO_LONG = dropped(DropReason.TOO_LONG)
@@ -122,22 +110,6 @@ class _Stats:
         hist._sum.inc(total)
 
 
-class _LockedLeases:
-    """The lease table as the DHCP side sees it: every change under the server's lock, because a change
-    also drops prepared answers that a UDP thread may be reading."""
-
-    def __init__(self, table: LeaseTable, lock: threading.Lock) -> None:
-        self.table, self._lock = table, lock
-
-    def add(self, hostname: str, address: IPv4Address) -> bool:
-        with self._lock:
-            return self.table.add(hostname, address)
-
-    def remove(self, hostname: str, address: IPv4Address) -> None:
-        with self._lock:
-            self.table.remove(hostname, address)
-
-
 def _debug_enabled(log: Any) -> bool:
     check = getattr(log, "is_enabled_for", None)
     return bool(check(logging.DEBUG)) if check is not None else True
@@ -156,7 +128,6 @@ class DnsServer:
         tcp_idle_timeout: float = 10.0,
         max_tcp_connections: int = 64,
         batch_io: bool | None = None,
-        udp_threads: bool | None = None,
         prepared_answers: int = 20_000,
         on_query: QueryHook | None = None,
         on_query_types: Collection[int] = (),
@@ -164,11 +135,10 @@ class DnsServer:
     ) -> None:
         """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
         picks a free one, shared by UDP and TCP); `batch_io` forces recvmmsg/sendmmsg on or off (None:
-        whenever available); `udp_threads` serves UDP from a thread per socket (default: with batch_io;
-        False keeps it on the event loop, for measurement); `prepared_answers` bounds the prepared-reply
-        cache (0: build every reply, for measurement); `on_query` is called (on the event loop) for each
-        answered query whose qtype is in `on_query_types` (the filter keeps other queries from paying for
-        the client address); `serial` is the SOA serial (default: a hash of the site's content)."""
+        whenever available); `prepared_answers` bounds the prepared-reply cache (0: build every reply,
+        for measurement); `on_query` is called for each answered query whose qtype is in `on_query_types`
+        (the filter keeps other queries from paying for the client address); `serial` is the SOA serial
+        (default: a hash of the site's content)."""
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
         self._debug = _debug_enabled(self._log)
@@ -176,12 +146,8 @@ class DnsServer:
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_connections = max_tcp_connections
         self.batch_io = dns_mmsg.available() if batch_io is None else batch_io
-        self.udp_threads = self.batch_io and (udp_threads is None or udp_threads)
-        self._lock = threading.Lock()
-        self._workers: list[_UdpWorker] = []
         self.prepared_answers = prepared_answers
         self._leases = LeaseTable()
-        self._locked_leases = _LockedLeases(self._leases, self._lock)
         self._responder = self._build(site, serial)
         self._stats = _Stats(metrics)
         self._udp: list[socket.socket] = []
@@ -195,8 +161,8 @@ class DnsServer:
 
     @property
     def lease_records(self) -> LeaseRecords:
-        """For the DHCP side: publish and withdraw leased devices' A and PTR records (thread-safe)."""
-        return self._locked_leases
+        """For the DHCP side: publish and withdraw leased devices' A and PTR records."""
+        return self._leases
 
     @property
     def responder(self) -> Responder:
@@ -207,8 +173,7 @@ class DnsServer:
         for note in zone.ignored:
             self._log.warning("dns.record_ignored", detail=note)
         responder = Responder(zone, cache_entries=self.prepared_answers)
-        with self._lock:
-            self._leases.on_change = responder.lease_changed
+        self._leases.on_change = responder.lease_changed
         return responder
 
     def reload(self, site: Site, serial: int | None = None) -> None:
@@ -245,16 +210,10 @@ class DnsServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             sock.bind((host, port))
-            if self.udp_threads:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(UDP_IDLE_WAKE))
-                worker = _UdpWorker(self, dns_mmsg.BatchSocket(sock, UDP_BATCH))
-                worker.start()
-                self._workers.append(worker)
-            elif self.batch_io:
-                sock.setblocking(False)
+            sock.setblocking(False)
+            if self.batch_io:
                 self._loop.add_reader(sock.fileno(), self._udp_ready_batch, dns_mmsg.BatchSocket(sock, UDP_BATCH))
             else:
-                sock.setblocking(False)
                 self._loop.add_reader(sock.fileno(), self._udp_ready, sock)
         except BaseException:
             sock.close()
@@ -262,16 +221,7 @@ class DnsServer:
         self._udp.append(sock)
         return sock
 
-    def healthy(self) -> bool:
-        """False when a UDP thread has died (for the watchdog: systemd then restarts us)."""
-        return all(worker.alive() for worker in self._workers)
-
     async def stop(self) -> None:
-        workers, self._workers = self._workers, []
-        for worker in workers:
-            worker.stop()
-        for worker in workers:
-            await asyncio.to_thread(worker.join)
         for sock in self._udp:
             if self._loop is not None:
                 self._loop.remove_reader(sock.fileno())
@@ -363,11 +313,6 @@ class DnsServer:
                     if outcome.qtype in self._on_query_types:
                         self._report(io.peer(i)[0], outcome)
 
-    def _deliver(self, reports: list[tuple[str, Outcome]]) -> None:
-        """On the event loop: a UDP thread's batch of reports for the device tracker."""
-        for client, outcome in reports:
-            self._report(client, outcome)
-
     def _report(self, client: str, outcome: Outcome) -> None:
         if self._on_query is not None and outcome.qname is not None and outcome.rcode is not None:
             assert outcome.qtype is not None
@@ -416,8 +361,7 @@ class DnsServer:
                 return
             data = await asyncio.wait_for(reader.readexactly(size), idle)
             start = time.perf_counter()
-            with self._lock:
-                reply, outcome = self._responder.respond(data, tcp=True)
+            reply, outcome = self._responder.respond(data, tcp=True)
             if self._debug or outcome.error is not None:
                 self._event(outcome, "tcp", peer)
             if reply is None:
@@ -428,83 +372,3 @@ class DnsServer:
             writer.write(len(reply).to_bytes(2, "big") + reply)
             await asyncio.wait_for(writer.drain(), idle)
             self._stats.record(outcome, "tcp", time.perf_counter() - start)
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
-
-
-class _UdpWorker:
-    """The thread that serves one UDP socket with recvmmsg/sendmmsg (see the module docstring)."""
-
-    def __init__(self, server: DnsServer, io: dns_mmsg.BatchSocket) -> None:
-        self.server, self.io = server, io
-        self.stats = _Stats(server._metrics)
-        self._stopping = False
-        port = io.sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._run, name=f"bootstrapd-dns-udp-{port}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Ask the thread to finish: shutdown(2) wakes a blocked recvmmsg (Linux answers ENOTCONN for an
-        unconnected UDP socket but still wakes its readers); the receive timeout is the backstop."""
-        self._stopping = True
-        with contextlib.suppress(OSError):
-            self.io.sock.shutdown(socket.SHUT_RD)
-
-    def join(self) -> None:
-        self._thread.join(UDP_IDLE_WAKE * 2)
-
-    def _run(self) -> None:
-        while not self._stopping:
-            try:
-                self._serve()
-            except Exception as exc:  # a bug or a socket error: log it and keep serving
-                self.server._log.error("dns.udp_error", error=repr(exc))
-                time.sleep(0.01)  # do not spin if the error repeats
-        self.stats.flush()
-
-    def _serve(self) -> None:
-        io, server, stats = self.io, self.server, self.stats
-        lock, clock = server._lock, time.perf_counter
-        flush_at = clock() + FLUSH_INTERVAL
-        while not self._stopping:
-            n = io.recv(wait=True)
-            if self._stopping:  # after shutdown(2) the read returns at once with an empty datagram
-                break
-            start = clock()
-            if n:
-                with lock:
-                    outcomes, answered = io.answer(n, server._responder.respond)
-                failed = io.flush()
-                counts = stats.counts["udp"]
-                errors = False
-                for outcome in outcomes:
-                    counts[outcome] = counts.get(outcome, 0) + 1
-                    if outcome.error is not None:
-                        errors = True
-                if failed:
-                    counts[_SEND_FAILED] = counts.get(_SEND_FAILED, 0) + failed
-                stats.observe(answered - failed, clock() - start)
-                if errors or server._debug:
-                    for i, outcome in enumerate(outcomes):
-                        server._event(outcome, "udp", io.peer(i))
-                if server._on_query is not None:
-                    self._forward(outcomes)
-            if start >= flush_at:
-                stats.flush()
-                flush_at = start + FLUSH_INTERVAL
-
-    def _forward(self, outcomes: list[Outcome]) -> None:
-        wanted = self.server._on_query_types
-        reports = [(self.io.peer(i)[0], o) for i, o in enumerate(outcomes) if o.qtype in wanted]
-        loop = self.server._loop
-        if reports and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closing: nobody left to tell
-                loop.call_soon_threadsafe(self.server._deliver, reports)

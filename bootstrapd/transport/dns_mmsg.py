@@ -17,13 +17,13 @@ import errno
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _NAME_LEN = 28  # sizeof(struct sockaddr_in6): room for either family
-MSG_WAITFORONE = 0x10000  # <linux/socket.h>; not exported by Python's socket module
 
 
 class _Iovec(Structure):
@@ -73,9 +73,11 @@ _RECVMMSG, _SENDMMSG = _fast("recvmmsg"), _fast("sendmmsg")
 _ERRNO_LOCATION = _fast("__errno_location", POINTER(c_int))
 
 
-def _errno() -> int:
-    """This thread's errno, read right after a failed call (nothing in between makes a system call)."""
-    return int(_ERRNO_LOCATION().contents.value)
+def _errno_cell() -> c_int:
+    """This thread's errno as a ctypes int at its address, which stays fixed for the thread's life: reading
+    `.value` then costs a fraction of calling __errno_location after every empty read (once per wakeup)."""
+    return c_int.from_address(ctypes.addressof(_ERRNO_LOCATION().contents))
+
 # Field positions in the header arrays, read and written through integer views (memoryview indexing
 # costs a fraction of a ctypes attribute access).
 _U32, _PTR = ctypes.sizeof(c_uint32), ctypes.sizeof(c_void_p)
@@ -119,18 +121,19 @@ class BatchSocket:
         self._queued = 0
         self._failed = 0
         self._filled = 0
+        self._errno_thread, self._errno = 0, c_int()  # the errno cell of the thread that last saw a failure
 
-    def recv(self, wait: bool = False) -> int:
-        """Read up to `batch` datagrams; 0 when none is waiting (or, with `wait`, when the socket's
-        receive timeout passed or it was shut down). `wait` blocks until at least one datagram is there
-        (MSG_WAITFORONE), then takes whatever else is queued; the call releases the GIL meanwhile."""
+    def recv(self) -> int:
+        """Read up to `batch` datagrams without blocking; 0 when none is waiting."""
         r32, namelen_at = self._r32, self._namelen_at
         for i in range(self._filled):  # the kernel shrank these to the sender's address size
             r32[namelen_at[i]] = _NAME_LEN
-        n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, MSG_WAITFORONE if wait else socket.MSG_DONTWAIT, None)
+        n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
         self._filled = max(n, 0)
         if n < 0:
-            err = _errno()
+            if self._errno_thread != threading.get_ident():  # first failure in this thread: find its errno
+                self._errno_thread, self._errno = threading.get_ident(), _errno_cell()
+            err = self._errno.value  # read right after the failed call: nothing in between sets errno
             if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return 0
             raise OSError(err, os.strerror(err))
@@ -164,17 +167,11 @@ class BatchSocket:
         """One round: read a batch, answer each datagram with `respond`, send the answers together.
 
         Returns the outcomes in slot order (`peer(i)` stays valid until the next round), how many answers
-        were queued and how many of those could not be sent.
+        were queued and how many of those could not be sent. The loop inlines `reply`.
         """
         n = self.recv()
         if not n:
             return [], 0, 0
-        outcomes, answered = self.answer(n, respond)
-        return outcomes, answered, self.flush()
-
-    def answer(self, n: int, respond: Callable[[bytes], tuple[bytes | None, T]]) -> tuple[list[T], int]:
-        """Answer the `n` datagrams the last `recv` read, queueing the answers for `flush`; returns the
-        outcomes in slot order and how many answers were queued. The loop inlines `reply`."""
         outcomes = []
         slot, rview, sview, r32, s32 = self.slot, self._rview, self._sview, self._r32, self._s32
         len_at, namelen_at, name_at, iovlen_at = self._len_at, self._namelen_at, self._name_at, self._iovlen_at
@@ -198,7 +195,7 @@ class BatchSocket:
             sptr[name_at[j]] = naddr[i]
             s32[namelen_at[j]] = r32[namelen_at[i]]
             self._queued = j + 1
-        return outcomes, answered
+        return outcomes, answered, self.flush()
 
     def flush(self) -> int:
         """Send every queued answer; returns how many could not be sent (full buffer, unreachable)."""

@@ -3,10 +3,12 @@ metrics, the per-query log event, reload and lease records. dnspython is the cli
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 
@@ -269,3 +271,33 @@ def test_lease_records_are_served_and_survive_reload(srv: InProcessServer) -> No
         "sep00562b043615.staging.example.net.")
     srv.call(srv.server.lease_records.remove, "SEP00562B043615", address)
     assert udp(srv, "sep00562b043615.staging.example.net").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_lease_change_is_seen_by_the_next_query_while_the_name_is_hammered(srv: InProcessServer) -> None:
+    """Answers come from a cache of prepared replies that a lease change must invalidate, while another
+    client keeps asking for the same name: once `add` returns, no query may see the old address."""
+    name = "sep00562b043699.staging.example.net"
+    stop = threading.Event()
+
+    def hammer() -> None:  # keeps the name's prepared answer being rebuilt and read all the time
+        wire = query(name, "A")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            while not stop.is_set():
+                for _ in range(8):
+                    sock.sendto(wire, (HOST, srv.port))
+                with contextlib.suppress(TimeoutError):
+                    for _ in range(8):
+                        sock.recvfrom(4096)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        for k in range(150):
+            address = ipaddress.IPv4Address("198.18.0.100") + k % 2
+            srv.call(srv.server.lease_records.add, "SEP00562B043699", address)
+            answer = udp(srv, name).answer
+            assert answer and answer[0][0].address == str(address), f"change {k}: {answer}"
+    finally:
+        stop.set()
+        thread.join(5)
