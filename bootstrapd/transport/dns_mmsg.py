@@ -121,13 +121,16 @@ class BatchSocket:
         self._queued = 0
         self._failed = 0
         self._filled = 0
+        # An AF_INET socket's senders all have 16-byte addresses: what the kernel leaves is still enough.
+        self._reset_names = sock.family != socket.AF_INET
         self._errno_thread, self._errno = 0, c_int()  # the errno cell of the thread that last saw a failure
 
     def recv(self) -> int:
         """Read up to `batch` datagrams without blocking; 0 when none is waiting."""
-        r32, namelen_at = self._r32, self._namelen_at
-        for i in range(self._filled):  # the kernel shrank these to the sender's address size
-            r32[namelen_at[i]] = _NAME_LEN
+        if self._reset_names:  # the kernel shrank these to the sender's address size
+            r32, namelen_at = self._r32, self._namelen_at
+            for i in range(self._filled):
+                r32[namelen_at[i]] = _NAME_LEN
         n: int = _RECVMMSG(self._fd, self._rmsgs, self.batch, socket.MSG_DONTWAIT, None)
         self._filled = max(n, 0)
         if n < 0:
@@ -172,29 +175,33 @@ class BatchSocket:
         n = self.recv()
         if not n:
             return [], 0, 0
-        outcomes = []
+        outcomes: list[T] = []
         slot, rview, sview, r32, s32 = self.slot, self._rview, self._sview, self._r32, self._s32
         len_at, namelen_at, name_at, iovlen_at = self._len_at, self._namelen_at, self._name_at, self._iovlen_at
         sptr, siovptr, naddr = self._sptr, self._siovptr, self._naddr
+        append = outcomes.append
         answered = 0
+        j = self._queued
         for i in range(n):
             start = i * slot
             answer, outcome = respond(bytes(rview[start : start + r32[len_at[i]]]))
-            outcomes.append(outcome)
+            append(outcome)
             if answer is None:
                 continue
             answered += 1
             size = len(answer)
             if size > slot:
+                self._queued = j
                 self.reply(i, answer)
+                j = self._queued
                 continue
-            j = self._queued
             start = j * slot
             sview[start : start + size] = answer
             siovptr[iovlen_at[j]] = size
             sptr[name_at[j]] = naddr[i]
             s32[namelen_at[j]] = r32[namelen_at[i]]
-            self._queued = j + 1
+            j += 1
+        self._queued = j
         return outcomes, answered, self.flush()
 
     def flush(self) -> int:
