@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,21 +177,28 @@ def dnsperf(port: int, queries: Path, duration: float, args: argparse.Namespace,
         subprocess.run(argv, stdout=sink, stderr=subprocess.DEVNULL, text=True, check=True)
         cpu = cpu_seconds(server) - before
         sink.seek(0)
-        out = sink.read()
-    stats = {}
+        stats, ms = parse_dnsperf(sink)
+    return Run(float(stats["Queries per second"]), int(stats["Queries lost"]), int(stats["Queries sent"]), ms, cpu)
+
+
+def parse_dnsperf(lines: Iterable[str]) -> tuple[dict[str, str], dict[float, float]]:
+    """dnsperf's report (`key: value` lines) and, with -v, latency percentiles in ms (100.0: the maximum).
+
+    Percentiles are taken here so that rounds do not keep millions of samples around."""
+    stats: dict[str, str] = {}
     latencies = []
-    for line in out.splitlines():
+    for line in lines:
         if line.startswith("> "):
             parts = line.split()
-            if parts[1] != "T":
+            if parts[1] != "T":  # T: timed out
                 latencies.append(float(parts[-1]))
         elif ":" in line:
             key, _, value = line.strip().partition(":")
             stats[key] = value.split()[0] if value.split() else ""
-    latencies.sort()  # percentiles now, so that rounds do not keep millions of samples around
+    latencies.sort()
     ms = {p: percentile(latencies, p) * 1000 for p in PERCENTILES}
     ms[100.0] = latencies[-1] * 1000 if latencies else float("nan")
-    return Run(float(stats["Queries per second"]), int(stats["Queries lost"]), int(stats["Queries sent"]), ms, cpu)
+    return stats, ms
 
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)

@@ -39,7 +39,7 @@ from bootstrapd.lab import Host, Lab, lab_available, stop_process  # noqa: E402
 
 
 def _dns_bench() -> Any:
-    """bench/dns/run.py (its query file and percentiles), loaded under its own name: every bench has a run.py."""
+    """bench/dns/run.py (its query file and dnsperf parser), loaded under its own name: every bench has a run.py."""
     spec = importlib.util.spec_from_file_location("dns_bench", HERE.parent / "dns" / "run.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -50,7 +50,7 @@ def _dns_bench() -> Any:
 
 DNS_BENCH = _dns_bench()
 PERCENTILES: tuple[float, ...] = DNS_BENCH.PERCENTILES
-percentile, query_file = DNS_BENCH.percentile, DNS_BENCH.query_file
+parse_dnsperf, query_file = DNS_BENCH.parse_dnsperf, DNS_BENCH.query_file
 DNS_PORT = 53
 
 
@@ -105,20 +105,9 @@ def dnsperf(client: Host, queries: Path, rate: int, duration: float, pin: bool, 
 def dnsperf_result(proc: subprocess.Popen[str], out: Path) -> DnsRun:
     if proc.wait(120) != 0:
         raise RuntimeError(f"dnsperf exited {proc.returncode}")
-    latencies, stats = [], {}
     with open(out) as lines:
-        for line in lines:
-            if line.startswith("> "):
-                parts = line.split()
-                if parts[1] != "T":
-                    latencies.append(float(parts[-1]))
-            elif ":" in line:
-                key, _, value = line.strip().partition(":")
-                stats[key] = value.split()[0] if value.split() else ""
+        stats, ms = parse_dnsperf(lines)
     out.unlink()
-    latencies.sort()
-    ms = {p: percentile(latencies, p) * 1000 for p in PERCENTILES}
-    ms[100.0] = latencies[-1] * 1000 if latencies else float("nan")
     return DnsRun(float(stats["Queries per second"]), int(stats["Queries lost"]), ms)
 
 
