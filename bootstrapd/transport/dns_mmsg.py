@@ -190,10 +190,8 @@ class BatchSocket:
                 continue
             answered += 1
             size = len(answer)
-            if size > slot:
-                self._queued = j
+            if size > slot:  # sent at once, by itself: the queue is untouched
                 self.reply(i, answer)
-                j = self._queued
                 continue
             start = j * slot
             sview[start : start + size] = answer
