@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
+import itertools
 import sqlite3
 import time
 from collections import OrderedDict
@@ -39,6 +40,10 @@ from bootstrapd.errors import StoreError
 DB_NAME = "devices.sqlite3"
 SCHEMA_VERSION = 1
 FLUSH_INTERVAL = 1.0
+# Rows per transaction when the timer flushes, the next slice following at once: a busy floor's second of
+# changes (3,000 devices at 3,000 DORA/s) written in one go held the event loop, and with it every DHCP and
+# DNS reply, for tens of milliseconds once a second (bench/dhcp p99).
+FLUSH_SLICE = 128
 MAX_DEVICES = 100_000
 QTYPE_A, QTYPE_AAAA, QTYPE_SRV = 1, 28, 33  # RFC 1035 3.2.2, RFC 3596, RFC 2782
 QUERY_TYPES = frozenset({QTYPE_A, QTYPE_AAAA, QTYPE_SRV})  # what the DNS shell needs to report to us
@@ -234,12 +239,16 @@ class DeviceTracker:
             del self._by_address[str(device.address)]
 
     # -- persistence --------------------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write the changed devices in one transaction; on failure they stay pending for the next flush."""
+    def flush(self, limit: int | None = None) -> bool:
+        """Write the changed devices (at most `limit` of them) in one transaction; on failure they stay
+        pending for the next flush. True when this one succeeded and more changes are waiting."""
         if not self._dirty and not self._evicted:
-            return
-        rows = [self._devices[c].row() for c in self._dirty]
-        gone = [(c,) for c in self._evicted]
+            return False
+        dirty = list(self._dirty if limit is None else itertools.islice(self._dirty, limit))
+        room = None if limit is None else max(0, limit - len(dirty))
+        evicted = list(self._evicted if room is None else itertools.islice(self._evicted, room))
+        rows = [self._devices[c].row() for c in dirty]
+        gone = [(c,) for c in evicted]
         try:
             self._conn.execute("BEGIN")
             self._conn.executemany(_UPSERT, rows)
@@ -250,17 +259,19 @@ class DeviceTracker:
                 self._conn.execute("ROLLBACK")
             if self._log is not None:
                 self._log.warning("devices.flush_failed", error=str(e), pending=len(rows) + len(gone))
-            return
-        self._dirty.clear()
-        self._evicted.clear()
+            return False  # not at once again: the next try is a FLUSH_INTERVAL away
+        self._dirty.difference_update(dirty)
+        self._evicted.difference_update(evicted)
+        return bool(self._dirty or self._evicted)
 
     def start(self) -> None:
-        """Flush every FLUSH_INTERVAL seconds on the running loop."""
+        """Flush every FLUSH_INTERVAL seconds on the running loop, in slices of FLUSH_SLICE rows with the
+        loop's other work in between."""
         loop = asyncio.get_running_loop()
 
         def tick() -> None:
-            self.flush()
-            self._timer = loop.call_later(FLUSH_INTERVAL, tick)
+            more = self.flush(FLUSH_SLICE)
+            self._timer = loop.call_later(0 if more else FLUSH_INTERVAL, tick)
 
         self._timer = loop.call_later(FLUSH_INTERVAL, tick)
 

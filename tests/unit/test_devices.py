@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import io
@@ -19,7 +20,14 @@ from bootstrapd.dhcp.leases import Lease, LeaseState
 from bootstrapd.dhcp.outcome import Destination, Reply, Silent
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.listings import DEVICE_COLUMNS, device_rows, render
-from bootstrapd.observability.devices import DeviceTracker, Stage, read_devices, srv_targets
+from bootstrapd.observability.devices import (
+    FLUSH_INTERVAL,
+    FLUSH_SLICE,
+    DeviceTracker,
+    Stage,
+    read_devices,
+    srv_targets,
+)
 
 SITE_YAML = """
 site: t
@@ -132,6 +140,29 @@ def test_flushed_devices_are_read_back_and_reloaded(tmp_path: Path, site: Site) 
     assert read_devices(tmp_path / "state")[0].stage is Stage.SRV_LOOKED_UP  # close() flushes
     # Reading a closed table leaves no -wal/-shm behind (owned by root, they would lock the daemon out).
     assert [p.name for p in (tmp_path / "state").iterdir()] == ["devices.sqlite3"]
+
+
+def test_flush_in_slices_writes_everything_and_the_timer_follows_up_at_once(tmp_path: Path, site: Site) -> None:
+    """A busy floor's second of changes goes out in slices of FLUSH_SLICE rows (other work runs between
+    them); the timer does not wait a FLUSH_INTERVAL between slices, and evictions are written too."""
+    clock = Clock()
+    n = FLUSH_SLICE * 2 + 10
+    t = tracker(tmp_path, site, clock, max_devices=n - 3)  # the first 3 are evicted before any flush
+    macs = [bytes.fromhex(f"0256{i:08x}") for i in range(n)]
+    for i, m in enumerate(macs):
+        t.dhcp_outcome(reply(MessageType.OFFER, chaddr=m, address=IPv4Address(int(ADDR) + i)))
+    assert t.flush(FLUSH_SLICE) is True
+    assert len(read_devices(tmp_path / "state")) == FLUSH_SLICE
+
+    async def run_timer() -> list[bytes]:
+        t.start()
+        # One timer tick, plus a little: the remaining slices must follow it at once, not an interval apart.
+        await asyncio.sleep(FLUSH_INTERVAL + 0.3)
+        return sorted(d.chaddr for d in read_devices(tmp_path / "state"))
+
+    assert asyncio.run(run_timer()) == macs[3:]
+    assert t.flush() is False  # nothing left
+    t.close()
 
 
 def test_least_recently_seen_device_is_dropped_past_the_bound(tmp_path: Path, site: Site) -> None:
