@@ -265,13 +265,20 @@ class DeviceTracker:
         return bool(self._dirty or self._evicted)
 
     def start(self) -> None:
-        """Flush every FLUSH_INTERVAL seconds on the running loop, in slices of FLUSH_SLICE rows with the
-        loop's other work in between."""
+        """Flush every FLUSH_INTERVAL seconds on the running loop: what is pending at the tick, in slices of
+        FLUSH_SLICE rows with the loop's other work in between. Changes made meanwhile wait for the next
+        tick, so a device that changes several times within an interval is still written about once."""
         loop = asyncio.get_running_loop()
 
-        def tick() -> None:
-            more = self.flush(FLUSH_SLICE)
-            self._timer = loop.call_later(0 if more else FLUSH_INTERVAL, tick)
+        def tick(budget: int | None = None) -> None:
+            if budget is None:
+                budget = len(self._dirty) + len(self._evicted)
+            more = self.flush(min(FLUSH_SLICE, budget))
+            budget -= FLUSH_SLICE
+            if more and budget > 0:
+                self._timer = loop.call_later(0, tick, budget)
+            else:
+                self._timer = loop.call_later(FLUSH_INTERVAL, tick)
 
         self._timer = loop.call_later(FLUSH_INTERVAL, tick)
 
