@@ -52,6 +52,7 @@ DNS_BENCH = _dns_bench()
 PERCENTILES: tuple[float, ...] = DNS_BENCH.PERCENTILES
 parse_dnsperf, query_file = DNS_BENCH.parse_dnsperf, DNS_BENCH.query_file
 DNS_PORT = 53
+DNS_SITE = HERE.parent / "dns" / "site.yaml"
 
 
 @dataclass
@@ -70,12 +71,11 @@ class Result:
 
 def site_file(work: Path) -> Path:
     """The bench/dns zone on the server's address, plus a DHCP pool big enough for every perfdhcp client."""
-    dns = load_site(str(HERE.parent / "dns" / "site.yaml"))
-    raw = yaml.safe_load((HERE.parent / "dns" / "site.yaml").read_text())
+    raw = yaml.safe_load(DNS_SITE.read_text())
     site = {
         "site": "mixed",
         "listen": {"interfaces": ["eth0"], "address": SERVER_IP, "dns_port": DNS_PORT},
-        "domain": dns.domain,
+        "domain": raw["domain"],
         "state_dir": str(work / "state"),
         "dhcp": {
             "authoritative": True,
@@ -185,12 +185,13 @@ def main(argv: list[str]) -> int:
     if not ok:
         print(f"needs the lab (root, ip netns): {why}", file=sys.stderr)
         return 2
-    domain = load_site(str(HERE.parent / "dns" / "site.yaml")).domain
+    zone = load_site(str(DNS_SITE))  # the bench/dns zone: its domain and query file
+    domain = zone.domain
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-mixed-", dir="/var/tmp") as tmp, Lab() as lab:
         root = Path(tmp)
         queries = root / "queries.txt"
-        query_file(load_site(str(HERE.parent / "dns" / "site.yaml")), queries)
+        query_file(zone, queries)
         server, client = lab.host("server"), lab.host("client")
         lab.link(server, client, "eth0", "eth0", f"{SERVER_IP}/16", f"{CLIENT_IP}/16")
         for i in range(args.rounds):

@@ -13,6 +13,7 @@ from scapy.layers.dhcp import BOOTP, DHCP, DHCPOptions, DHCPRevOptions
 
 from bootstrapd.dhcp.codec import Message, build, build_dropping, parse
 from bootstrapd.errors import ParseError
+from tests.scapy_oracle import assert_bootp_header
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -156,14 +157,7 @@ scapy_raw_codes = st.sampled_from([c for c in range(1, 255) if c != 52 and _scap
 def test_scapy_dissects_every_message_we_build(msg: Message) -> None:
     data = build(msg, max_size=1472)
     pkt = BOOTP(data)
-    assert (pkt.op, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, pkt.secs, pkt.flags) == (
-        msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-    )  # fmt: skip
-    assert [pkt.ciaddr, pkt.yiaddr, pkt.siaddr, pkt.giaddr] == [
-        str(a) for a in (msg.ciaddr, msg.yiaddr, msg.siaddr, msg.giaddr)
-    ]
-    assert pkt.chaddr[: msg.hlen] == msg.chaddr
-    assert pkt.sname.rstrip(b"\0") == msg.sname and pkt.file.rstrip(b"\0") == msg.file
+    assert_bootp_header(pkt, msg)
     merged: dict[int, bytes] = {}
     for opt in pkt[DHCP].options:
         if opt in ("end", "pad"):

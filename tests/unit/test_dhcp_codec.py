@@ -24,6 +24,7 @@ from bootstrapd.dhcp.codec import (
     reply_size_limit,
 )
 from bootstrapd.errors import ParseError
+from tests.scapy_oracle import assert_bootp_header
 
 MAC = bytes.fromhex("00562b043615")
 SERVER = IPv4Address("198.18.0.1")
@@ -311,14 +312,7 @@ def scapy_options(pkt: BOOTP) -> tuple[tuple[int, bytes], ...]:
 
 def assert_scapy_reads(data: bytes, msg: Message) -> BOOTP:
     pkt = BOOTP(data)
-    assert (pkt.op, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, pkt.secs, pkt.flags) == (
-        msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-    )  # fmt: skip
-    assert [pkt.ciaddr, pkt.yiaddr, pkt.siaddr, pkt.giaddr] == [
-        str(a) for a in (msg.ciaddr, msg.yiaddr, msg.siaddr, msg.giaddr)
-    ]
-    assert pkt.chaddr[: msg.hlen] == msg.chaddr
-    assert pkt.sname.rstrip(b"\0") == msg.sname and pkt.file.rstrip(b"\0") == msg.file
+    assert_bootp_header(pkt, msg)
     assert pkt.options == COOKIE
     assert DHCP in pkt
     return pkt
