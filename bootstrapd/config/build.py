@@ -44,7 +44,8 @@ class Builder:
     """Builds as much of the model as the file allows, so that semantic checks can still run.
 
     A failed field takes its default; a failed list item is left out; a failed required field outside a
-    list (the site's own `listen`, `domain`, ...) holds FAILED. Each such path is in `failed`; for a list
+    list (the site's own `listen`, `domain`, ...) holds FAILED. Each such path is in `failed`, and so is the
+    key a misspelt key probably meant (it holds its default, not what the file meant); for a list
     with items left out, the original indices of the kept and the left-out items are in `indices` and
     `dropped`, and the fields of a left-out item that did build are in `partial`: checks skip what they
     cannot judge, and still name every item by its index in the file.
@@ -131,8 +132,11 @@ class Builder:
         for key, sub in node.value.items():
             sub_path = f"{path}.{key}" if path else key
             if key not in fields:
-                hint = _did_you_mean(key, list(fields))
+                meant = _closest(key, list(fields))
+                hint = f" (did you mean '{meant}'?)" if meant else ""
                 self.error(node.key_locs.get(key, sub.loc), sub_path, f"unknown key{hint}")
+                if meant:  # the key it probably meant is not what the file says either
+                    self.failed.add(f"{path}.{meant}" if path else meant)
                 continue
             f = fields[key]
             value = self.build(hints[f.name], sub, sub_path, keep and _required(f))
@@ -180,6 +184,11 @@ def _describe(v: Any) -> str:
     return f"{v!r}"
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def _closest(word: str, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return close[0] if close else None
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = _closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""

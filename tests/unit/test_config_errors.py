@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -151,6 +152,10 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("bad_domain_skips_zone_checks", "site: t\nlisten: {interfaces: [stg0], address: 198.18.0.1}\ndomain: 'stg test'\n"
      "dns:\n  records:\n    - {name: prov2, type: A, value: 198.18.0.9}\n" + SRV_PROV1,
      ["3: domain: not a valid DNS name: 'stg test'"]),
+    ("misspelt_records_key", HEAD + "dns:\n  recrods:\n    - {name: prov1, type: A, value: 198.18.0.9}\n" + SRV_PROV1,
+     ["5: dns.recrods: unknown key (did you mean 'records'?)"]),
+    ("misspelt_match_key", HEAD + SUBNET + "  classes:\n    - {name: mpp, mach: {vendor_class: [CP-*]}}\n",
+     ["9: dhcp.classes[0].mach: unknown key (did you mean 'match'?)"]),
     ("bad_subnet_and_reservation", HEAD + "dhcp:\n  subnets:\n    - prefix: 198.18.0.1/24\n    - prefix: 198.18.1.0/24\n"
      "      pools: ['198.18.2.1-198.18.2.9']\n  reservations:\n    - {mac: 00562b043615, address: 198.18.0.5}\n",
      ["6: dhcp.subnets[0].prefix: not a valid IPv4 prefix: '198.18.0.1/24' (198.18.0.1/24 has host bits set)",
@@ -264,31 +269,48 @@ def _nodes(node: object, path: str) -> list[tuple[str, object]]:
     return out
 
 
-def _replaced(doc: object, path: str, value: object) -> object:
+def _mutated(doc: object, path: str, misspell: bool) -> object:
+    """A copy of `doc` with the value at `path` replaced by a mapping no typed key accepts, or (misspell)
+    with the last key of `path` misspelt."""
     doc = copy.deepcopy(doc)
-    parent, last = doc, None
-    for tok in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if last is not None:
-            parent = parent[last]  # type: ignore[index]
-        last = int(tok[1:-1]) if tok.startswith("[") else tok
-    parent[last] = value  # type: ignore[index]
+    parent: Any = doc
+    toks = [int(t[1:-1]) if t.startswith("[") else t for t in re.findall(r"[^.\[\]]+|\[\d+\]", path)]
+    for tok in toks[:-1]:
+        parent = parent[tok]
+    last = toks[-1]
+    if misspell:
+        assert isinstance(last, str)
+        parent[_misspelt(last)] = parent.pop(last)
+    else:
+        parent[last] = {"zz": 1}
     return doc
 
 
-def test_a_value_that_fails_to_build_causes_no_error_elsewhere(tmp_path: Path) -> None:
+def _misspelt(key: str) -> str:
+    return key[:-1] + ("x" if key[-1] != "x" else "y")
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
+
+@pytest.mark.parametrize("misspell", [False, True], ids=["bad_value", "misspelt_key"])
+def test_what_fails_to_build_causes_no_error_elsewhere(tmp_path: Path, misspell: bool) -> None:
     # Every value of the (valid) example in turn becomes a mapping of an unknown key, which no typed key
-    # accepts: each variant's errors must all be at, above or below that value, never follow-on noise
-    # elsewhere (an SRV target "without" the A record that failed, a reservation "outside" a failed
-    # subnet, a class "missing" whose entry failed, ...), and checking must never crash.
+    # accepts, or every key in turn is misspelt: each variant's errors must all be at, above or below that
+    # value, never follow-on noise elsewhere (an SRV target "without" the A record that failed, a
+    # reservation "outside" a failed subnet, a class "missing" whose entry failed...); and never a crash.
     doc = yaml.safe_load(EXAMPLE.read_text())
     site = tmp_path / "site.yaml"
     variants = 0
     for path, _ in _nodes(doc, ""):
-        site.write_text(yaml.safe_dump(_replaced(doc, path, {"zz": 1})))
+        if misspell and path.endswith("]"):
+            continue  # a list item has no key
+        site.write_text(yaml.safe_dump(_mutated(doc, path, misspell)))
         errors = check_site(str(site)).errors
         assert errors, path
+        wrong = path[: path.rfind(".") + 1] + _misspelt(path.rsplit(".", 1)[-1]) if misspell else path
         for e in errors:
-            assert e.path == path or e.path.startswith((path + ".", path + "[")) or \
-                path.startswith((e.path + ".", e.path + "[")), f"{path}: {e}"
+            assert _related(e.path, path) or _related(e.path, wrong), f"{path}: {e}"
         variants += 1
-    assert variants > 150
+    assert variants > 120
