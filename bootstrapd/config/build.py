@@ -41,15 +41,31 @@ def _type_name(tp: Any) -> str:
 
 
 class Builder:
+    """Builds as much of the model as the file allows, so that semantic checks can still run.
+
+    A failed field takes its default; a failed list item is left out; a failed required field outside a
+    list (the site's own `listen`, `domain`, ...) holds FAILED. Each such path is in `failed`, and so is the
+    key a misspelt key probably meant (it holds its default, not what the file meant); for a list
+    with items left out, the original indices of the kept and the left-out items are in `indices` and
+    `dropped`, and the fields of a left-out item that did build are in `partial`: checks skip what they
+    cannot judge, and still name every item by its index in the file.
+    """
+
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
         self.locs: dict[str, Loc] = {}
+        self.failed: set[str] = set()
+        self.indices: dict[str, tuple[int, ...]] = {}
+        self.dropped: dict[str, tuple[int, ...]] = {}
+        self.partial: dict[str, dict[str, Any]] = {}
 
     def error(self, loc: Loc, path: str, message: str) -> _Failed:
         self.diagnostics.append(Diagnostic(loc.file, loc.line, path, message))
+        self.failed.add(path)
         return FAILED
 
-    def build(self, tp: Any, node: YNode, path: str) -> Any:
+    def build(self, tp: Any, node: YNode, path: str, keep: bool = False) -> Any:
+        """`keep`: a dataclass with failed required fields is still built (FAILED in those fields)."""
         self.locs[path] = node.loc
         origin = typing.get_origin(tp)
         if origin is typing.Annotated:
@@ -60,7 +76,7 @@ class Builder:
         if origin is tuple:
             return self._tuple(typing.get_args(tp)[0], node, path)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            return self._dataclass(tp, node, path)
+            return self._dataclass(tp, node, path, keep)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return self._enum(tp, node, path)
         return self._plain(tp, node, path)
@@ -91,10 +107,22 @@ class Builder:
     def _tuple(self, item: Any, node: YNode, path: str) -> Any:
         if not node.is_seq:
             return self.error(node.loc, path, f"expected a list, got {_describe(node.value)}")
-        items = [self.build(item, n, f"{path}[{i}]") for i, n in enumerate(node.value)]
-        return FAILED if any(i is FAILED for i in items) else tuple(items)
+        kept: list[Any] = []
+        where: list[int] = []
+        lost: list[int] = []
+        for i, n in enumerate(node.value):
+            value = self.build(item, n, f"{path}[{i}]")
+            if value is FAILED:
+                self.failed.add(f"{path}[{i}]")
+                lost.append(i)
+            else:
+                kept.append(value)
+                where.append(i)
+        if lost:
+            self.indices[path], self.dropped[path] = tuple(where), tuple(lost)
+        return tuple(kept)
 
-    def _dataclass(self, tp: type, node: YNode, path: str) -> Any:
+    def _dataclass(self, tp: type, node: YNode, path: str, keep: bool) -> Any:
         if not node.is_map:
             return self.error(node.loc, path, f"expected a mapping, got {_describe(node.value)}")
         hints = typing.get_type_hints(tp, include_extras=True)
@@ -104,22 +132,34 @@ class Builder:
         for key, sub in node.value.items():
             sub_path = f"{path}.{key}" if path else key
             if key not in fields:
-                hint = _did_you_mean(key, list(fields))
+                meant = _closest(key, list(fields))
+                hint = f" (did you mean '{meant}'?)" if meant else ""
                 self.error(node.key_locs.get(key, sub.loc), sub_path, f"unknown key{hint}")
-                failed = True
+                if meant:  # the key it probably meant is not what the file says either
+                    self.failed.add(f"{path}.{meant}" if path else meant)
                 continue
             f = fields[key]
-            value = self.build(hints[f.name], sub, sub_path)
+            value = self.build(hints[f.name], sub, sub_path, keep and _required(f))
             self.locs[sub_path] = node.key_locs.get(key, sub.loc)  # a block value starts below its key
-            failed |= value is FAILED
+            if value is FAILED:
+                self.failed.add(sub_path)
+                if not _required(f):
+                    continue  # the default stands in
+                failed = True
             kwargs[f.name] = value
         for key, f in fields.items():
-            missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            if missing and f.name not in kwargs:
-                sub_path = f"{path}.{key}" if path else key
-                self.error(node.loc, sub_path, "required key is missing")
+            if _required(f) and f.name not in kwargs:
+                self.error(node.loc, f"{path}.{key}" if path else key, "required key is missing")
+                kwargs[f.name] = FAILED
                 failed = True
-        return FAILED if failed else tp(**kwargs)
+        if failed and not keep:
+            self.partial[path] = {k: v for k, v in kwargs.items() if v is not FAILED}
+            return FAILED
+        return tp(**kwargs)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _plain_value(node: YNode) -> Any:
@@ -144,6 +184,11 @@ def _describe(v: Any) -> str:
     return f"{v!r}"
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def _closest(word: str, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return close[0] if close else None
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = _closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import combinations
+from typing import Any, TypeVar
 
+from bootstrapd.config.build import Builder
 from bootstrapd.config.model import Options, RecordType, Site
 from bootstrapd.config.types import ValueProblem, parse_dns_name, parse_ipv4, parse_ipv6
 from bootstrapd.config.yamlnodes import Diagnostic, Loc
@@ -19,14 +21,58 @@ MAX_OPTION = 255
 OPTION_FIELDS = {"time_offset": 2, "dns_servers": 6, "log_servers": 7, "ntp_servers": 42, "acs": 43,
                  "tftp_server": 66, "bootfile": 67, "vivso": 125, "cisco_tftp_servers": 150,
                  "provisioning_server": 159, "provisioning_url": 160}  # RFC 2132 section 2: one length octet
+T = TypeVar("T")
 
 
 class Checker:
-    def __init__(self, site: Site, locs: dict[str, Loc], top_file: str) -> None:
+    """Checks the model the Builder made of a file, also a partial one (see Builder): a check whose inputs
+    failed to build is skipped rather than reporting what follows from that failure."""
+
+    def __init__(self, site: Site, built: Builder, top_file: str) -> None:
         self.site = site
-        self._locs = locs
+        self._built = built
+        self._locs = built.locs
         self._top = top_file
         self.diagnostics: list[Diagnostic] = []
+
+    # -- what built -----------------------------------------------------------------------------------------
+    def _failed_at(self, path: str) -> bool:
+        """`path` or one of its ancestors failed to build."""
+        failed = self._built.failed
+        while path:
+            if path in failed:
+                return True
+            path = _parent(path)
+        return "" in failed
+
+    def _bad(self, path: str) -> bool:
+        """Anything at, above or below `path` failed to build."""
+        return self._failed_at(path) or any(f.startswith((path + ".", path + "[")) for f in self._built.failed)
+
+    def _complete(self, path: str) -> bool:
+        """The list at `path` built with none of its items left out."""
+        return not self._failed_at(path) and path not in self._built.dropped
+
+    def _each(self, path: str, items: Sequence[T]) -> Iterator[tuple[int, T]]:
+        """Items of the list at `path` with their indices in the file (left-out items leave gaps)."""
+        return zip(self._built.indices.get(path, range(len(items))), items, strict=True)
+
+    def _lost(self, path: str, attr: str) -> list[Any] | None:
+        """`attr` of every left-out item of the list at `path`; None when it is not known for all of them."""
+        if self._failed_at(path):
+            return None
+        out = []
+        for i in self._built.dropped.get(path, ()):
+            value = self._built.partial.get(f"{path}[{i}]", {}).get(attr)
+            if value is None:
+                return None
+            out.append(value)
+        return out
+
+    def _class_names(self) -> set[str] | None:
+        """Every class name of the file; None when a class that failed to build has no name we know."""
+        lost = self._lost("dhcp.classes", "name")
+        return None if lost is None else {c.name for c in self.site.dhcp.classes} | set(lost)
 
     def _at(self, path: str) -> Loc:
         # The nearest located ancestor: defaults have no line of their own.
@@ -34,7 +80,7 @@ class Checker:
         while p:
             if p in self._locs:
                 return self._locs[p]
-            p = p.rsplit(".", 1)[0] if "." in p else p.rsplit("[", 1)[0] if "[" in p else ""
+            p = _parent(p)
         return Loc(self._top, 1)
 
     def error(self, path: str, message: str) -> None:
@@ -54,29 +100,32 @@ class Checker:
     # -- DHCP ---------------------------------------------------------------------------------------------
     def _listen(self) -> None:
         s = self.site
-        if not s.listen.interfaces:
+        if not self._bad("listen.interfaces") and not s.listen.interfaces:
             self.error("listen.interfaces", "at least one interface is required")
-        for i, sub in enumerate(s.dhcp.subnets):
-            for j, pool in enumerate(sub.pools):
+        if self._bad("listen.address"):
+            return
+        for i, sub in self._each("dhcp.subnets", s.dhcp.subnets):
+            for j, pool in self._each(f"dhcp.subnets[{i}].pools", sub.pools):
                 if s.listen.address in pool:
                     self.error(f"dhcp.subnets[{i}].pools[{j}]",
                                f"pool {pool} contains this server's own address {s.listen.address}")
-        if s.dhcp.subnets and not any(s.listen.address in sub.prefix for sub in s.dhcp.subnets):
+        known = self._complete("dhcp.subnets")
+        if known and s.dhcp.subnets and not any(s.listen.address in sub.prefix for sub in s.dhcp.subnets):
             self.warn("listen.address", f"{s.listen.address} is in no configured subnet; only relayed "
                       "clients can be served")
 
     def _subnets(self) -> None:
-        subs = self.site.dhcp.subnets
-        if not subs:
+        subs = list(self._each("dhcp.subnets", self.site.dhcp.subnets))
+        if not subs and self._complete("dhcp.subnets"):
             self.warn("dhcp.subnets", "no subnets: the DHCP service will lease nothing")
-        for (i, a), (j, b) in combinations(enumerate(subs), 2):
+        for (i, a), (j, b) in combinations(subs, 2):
             if a.prefix.overlaps(b.prefix):
                 self.error(f"dhcp.subnets[{j}].prefix", f"{b.prefix} overlaps subnet [{i}] {a.prefix}")
-        pools = [(i, j, p) for i, sub in enumerate(subs) for j, p in enumerate(sub.pools)]
-        for i, sub in enumerate(subs):
+        pools = [(i, j, p) for i, sub in subs for j, p in self._each(f"dhcp.subnets[{i}].pools", sub.pools)]
+        for i, sub in subs:
             if sub.router is not None and sub.router not in sub.prefix:
                 self.error(f"dhcp.subnets[{i}].router", f"router {sub.router} is outside {sub.prefix}")
-            for j, pool in enumerate(sub.pools):
+            for j, pool in self._each(f"dhcp.subnets[{i}].pools", sub.pools):
                 path = f"dhcp.subnets[{i}].pools[{j}]"
                 if pool.first not in sub.prefix or pool.last not in sub.prefix:
                     self.error(path, f"pool {pool} is outside its subnet {sub.prefix}")
@@ -93,10 +142,12 @@ class Checker:
 
     def _reservations(self) -> None:
         d = self.site.dhcp
-        class_names = {c.name for c in d.classes}
+        class_names = self._class_names()
+        subnets_known = self._complete("dhcp.subnets")
+        own = None if self._bad("listen.address") else self.site.listen.address
         seen_mac: dict[str, int] = {}
         seen_addr: dict[ipaddress.IPv4Address, int] = {}
-        for i, r in enumerate(d.reservations):
+        for i, r in self._each("dhcp.reservations", d.reservations):
             path = f"dhcp.reservations[{i}]"
             if r.mac in seen_mac:
                 first = seen_mac[r.mac]
@@ -107,41 +158,41 @@ class Checker:
                            f"address {r.address} is already reserved in reservations[{seen_addr[r.address]}]")
             seen_addr.setdefault(r.address, i)
             subnet = next((s for s in d.subnets if r.address in s.prefix), None)
-            if subnet is None:
+            if subnet is None and subnets_known:
                 self.error(f"{path}.address", f"address {r.address} is outside every subnet")
-            elif any(r.address in p for p in subnet.pools):
+            elif subnet is not None and any(r.address in p for p in subnet.pools):
                 self.error(f"{path}.address", f"address {r.address} is inside a dynamic pool, where it could "
                            "be leased to another device; reserve an address outside the pools")
-            if r.address == self.site.listen.address:
+            if r.address == own:
                 self.error(f"{path}.address", f"address {r.address} is this server's own address")
-            if r.class_ is not None and r.class_ not in class_names:
+            if r.class_ is not None and class_names is not None and r.class_ not in class_names:
                 self.error(f"{path}.class", f"no class named '{r.class_}'")
             if r.hostname is not None and not _valid_label(r.hostname):
                 self.error(f"{path}.hostname", f"not a valid host name: {r.hostname!r}")
 
     def _classes(self) -> None:
         seen: dict[str, int] = {}
-        for i, c in enumerate(self.site.dhcp.classes):
+        for i, c in self._each("dhcp.classes", self.site.dhcp.classes):
             path = f"dhcp.classes[{i}]"
             if c.name in seen:
                 first = seen[c.name]
                 self.error(f"{path}.name", f"duplicate class name '{c.name}' (first in classes[{first}])")
             seen.setdefault(c.name, i)
             m = c.match
-            if not (m.vendor_class or m.mac_prefix or m.hostname):
+            if not (m.vendor_class or m.mac_prefix or m.hostname) and not self._bad(f"{path}.match"):
                 self.error(f"{path}.match", "a class needs at least one match key "
                            "(vendor_class, mac_prefix or hostname)")
             for key, pats in (("vendor_class", m.vendor_class), ("hostname", m.hostname)):
-                for j, pat in enumerate(pats):
+                for j, pat in self._each(f"{path}.match.{key}", pats):
                     if not pat:
                         self.error(f"{path}.match.{key}[{j}]", "empty pattern")
 
     def _option_layers(self) -> Iterator[tuple[str, Options]]:
         d = self.site.dhcp
         yield "dhcp.options", d.options
-        for i, s in enumerate(d.subnets):
+        for i, s in self._each("dhcp.subnets", d.subnets):
             yield f"dhcp.subnets[{i}].options", s.options
-        for i, c in enumerate(d.classes):
+        for i, c in self._each("dhcp.classes", d.classes):
             yield f"dhcp.classes[{i}].options", c.options
 
     def _option_sizes(self) -> None:
@@ -161,14 +212,14 @@ class Checker:
             if opts.provisioning_url is not None and "://" not in opts.provisioning_url:
                 self.warn(f"{path}.provisioning_url", "option 160 should carry a scheme "
                           "(http://, https:// or tftp://)")
-        if len(self.site.domain) > MAX_OPTION:
+        if not self._bad("domain") and len(self.site.domain) > MAX_OPTION:
             self.error("domain", f"option 15 value is {len(self.site.domain)} bytes, over {MAX_OPTION}")
 
     def _raw_options(self) -> None:
         from bootstrapd.dhcp.options import encode_raw
 
-        class_names = {c.name for c in self.site.dhcp.classes}
-        for i, r in enumerate(self.site.dhcp.raw_options):
+        class_names = self._class_names()
+        for i, r in self._each("dhcp.raw_options", self.site.dhcp.raw_options):
             path = f"dhcp.raw_options[{i}]"
             if r.code in MANAGED_CODES:
                 self.error(f"{path}.code", f"option {r.code} ({MANAGED_CODES[r.code]}) is set by bootstrapd "
@@ -180,8 +231,8 @@ class Checker:
             else:
                 if len(value) > MAX_OPTION:
                     self.error(f"{path}.value", f"encodes to {len(value)} bytes, over {MAX_OPTION}")
-            for j, name in enumerate(r.classes):
-                if name not in class_names:
+            for j, name in self._each(f"{path}.classes", r.classes):
+                if class_names is not None and name not in class_names:
                     self.error(f"{path}.classes[{j}]", f"no class named '{name}'")
 
     # -- DNS ----------------------------------------------------------------------------------------------
@@ -195,24 +246,27 @@ class Checker:
         return fqdn == apex or fqdn.endswith("." + apex)
 
     def _records(self) -> None:
+        zone = not self._bad("domain")  # without the apex, owners cannot be placed in the zone
         by_name: dict[str, list[RecordType]] = {}
         parsers: dict[RecordType, Callable[[str], object]] = {
             RecordType.A: parse_ipv4, RecordType.AAAA: parse_ipv6,
             RecordType.CNAME: parse_dns_name, RecordType.PTR: parse_dns_name,
         }
-        for i, r in enumerate(self.site.dns.records):
+        for i, r in self._each("dns.records", self.site.dns.records):
             path = f"dns.records[{i}]"
-            owner = self._fqdn(r.name)
-            if not self._in_zone(owner) and not owner.endswith(".in-addr.arpa."):
-                self.error(f"{path}.name", f"{owner} is outside the zone {self.site.domain}")
             parse = parsers.get(r.type)
             if parse is not None:
                 try:
                     parse(r.value)
                 except ValueProblem as e:
-                    self.error(f"{path}.value", str(e))
+                    self.error(f"{path}.value", str(e))  # still a record of its type: see _srv_target
             if r.type is RecordType.TXT and len(r.value.encode()) > 255:
                 self.error(f"{path}.value", "TXT strings are at most 255 bytes")
+            if not zone:
+                continue
+            owner = self._fqdn(r.name)
+            if not self._in_zone(owner) and not owner.endswith(".in-addr.arpa."):
+                self.error(f"{path}.name", f"{owner} is outside the zone {self.site.domain}")
             types_here = by_name.setdefault(owner, [])
             if RecordType.CNAME in types_here or (r.type is RecordType.CNAME and types_here):
                 self.error(f"{path}.name", f"{owner} has a CNAME and other records (RFC 1034 section 3.6.2)")
@@ -220,15 +274,15 @@ class Checker:
         self._names = by_name
 
     def _srv(self) -> None:
-        for i, svc in enumerate(self.site.dns.srv):
+        for i, svc in self._each("dns.srv", self.site.dns.srv):
             path = f"dns.srv[{i}]"
             if svc.service.rstrip(".").lower() not in PROVISIONING_SERVICES:
                 self.warn(f"{path}.service", f"'{svc.service}' is not one the phones query "
                           f"({' or '.join(PROVISIONING_SERVICES)})")
-            if not svc.targets:
+            if not svc.targets and self._complete(f"{path}.targets"):
                 self.error(f"{path}.targets", "at least one target is required")
             weights: dict[int, set[int]] = {}
-            for j, t in enumerate(svc.targets):
+            for j, t in self._each(f"{path}.targets", svc.targets):
                 self._srv_target(f"{path}.targets[{j}]", t.target)
                 weights.setdefault(t.priority, set()).add(t.weight)
             for prio, ws in weights.items():
@@ -237,7 +291,7 @@ class Checker:
                               f"{sorted(ws)}; phones may read weights either way (RFC 2782 vs Cisco's table)")
 
     def _srv_target(self, path: str, target: str) -> None:
-        if target == ".":
+        if target == "." or self._bad("domain"):
             return
         fqdn = self._fqdn(target)
         if not self._in_zone(fqdn):
@@ -245,8 +299,15 @@ class Checker:
         types_here = self._names.get(fqdn, [])
         if RecordType.CNAME in types_here:
             self.error(f"{path}.target", f"SRV target {fqdn} is a CNAME (RFC 2782 forbids it)")
-        elif not ({RecordType.A, RecordType.AAAA} & set(types_here)) and fqdn not in self._ns_names():
+        elif not ({RecordType.A, RecordType.AAAA} & set(types_here)) and self._may_lack_address(fqdn):
             self.error(f"{path}.target", f"SRV target {fqdn} has no A record in the zone")
+
+    def _may_lack_address(self, fqdn: str) -> bool:
+        """`fqdn` is not a name server, and no record that failed to build could have been its address."""
+        lost = self._lost("dns.records", "name")
+        if lost is None or fqdn in {self._fqdn(n) for n in lost} or not self._complete("dns.ns"):
+            return False
+        return fqdn not in self._ns_names()
 
     def _ns_names(self) -> set[str]:
         return {self._fqdn(n) for n in self.site.dns.ns}
@@ -258,3 +319,8 @@ def _valid_label(name: str) -> bool:
     except ValueProblem:
         return False
     return True
+
+
+def _parent(path: str) -> str:
+    """`a.b[2]` -> `a.b` -> `a` -> ``."""
+    return path[: max(path.rfind("."), path.rfind("["), 0)]

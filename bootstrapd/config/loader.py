@@ -40,12 +40,12 @@ def check_site(path: str) -> LoadResult:
     if node is None:
         return LoadResult(None, tuple(out), digest)
     builder = Builder()
-    site = builder.build(Site, node, "")
+    site = builder.build(Site, node, "", keep=True)  # a partial model when some of it failed (see Builder)
     out.extend(builder.diagnostics)
-    if site is FAILED or any(not d.warning for d in out):
+    if site is FAILED:
         return LoadResult(None, tuple(_sorted(out)), digest)
     assert isinstance(site, Site)
-    out.extend(Checker(site, builder.locs, path).run())
+    out.extend(Checker(site, builder, path).run())  # also with structural errors: all of a file's errors
     ok = not any(not d.warning for d in out)
     return LoadResult(site if ok else None, tuple(_sorted(out)), digest)
 

@@ -5,10 +5,16 @@ Every case is a whole file; the expected lines are `line: path: message` (the fi
 
 from __future__ import annotations
 
+import copy
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from bootstrapd.config import check_site
 
@@ -23,6 +29,7 @@ dhcp:
     - prefix: 198.18.0.0/24
       pools: ["198.18.0.100-198.18.0.200"]
 """
+SRV_PROV1 = "  srv:\n    - service: _ciscoprov-http._tcp\n      targets:\n        - {target: prov1, port: 80}\n"
 
 CASES: list[tuple[str, str, list[str]]] = [
     ("yaml_syntax", "site: t\nlisten: [stg0\n", ["3: <top>: YAML syntax error: expected ',' or ']', but got '<stream end>'"]),
@@ -118,6 +125,41 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["8: dns.srv[0].targets[0].port: required key is missing"]),
     ("metrics_listen", HEAD + "metrics: {listen: 9267}\n",
      ["4: metrics.listen: expected host:port like 127.0.0.1:9267, got 9267"]),
+    # Structural and semantic errors together: the checks skip only what failed to build.
+    ("left_out_item_keeps_its_index", HEAD + "dns:\n  records:\n    - {name: a, type: B, value: x}\n"
+     "    - {name: b, type: A, value: prov2}\n",
+     ["6: dns.records[0].type: expected one of A | AAAA | CNAME | TXT | PTR, got 'B'",
+      "7: dns.records[1].value: not a valid IPv4 address: 'prov2'"]),
+    ("srv_target_whose_record_failed", HEAD + "dns:\n  records:\n    - {name: prov1, type: AA, value: 198.18.0.9}\n"
+     + SRV_PROV1,
+     ["6: dns.records[0].type: expected one of A | AAAA | CNAME | TXT | PTR, got 'AA' (did you mean 'AAAA'?)"]),
+    ("srv_target_whose_record_name_failed", HEAD + "dns:\n  records:\n    - {name: 'prov 1', type: A, value: 198.18.0.9}\n"
+     + SRV_PROV1,
+     ["6: dns.records[0].name: not a valid DNS name: 'prov 1'"]),
+    ("srv_target_whose_a_value_is_bad", HEAD + "dns:\n  records:\n    - {name: prov1, type: A, value: 198.18.0.256}\n"
+     + SRV_PROV1,
+     ["6: dns.records[0].value: not a valid IPv4 address: '198.18.0.256'"]),
+    ("class_whose_match_failed", HEAD + SUBNET + "  reservations:\n    - {mac: 00562b043615, address: 198.18.0.5, class: mpp}\n"
+     "  classes:\n    - {name: mpp, match: {vendor_class: CP-*}}\n",
+     ["11: dhcp.classes[0].match.vendor_class: expected a list, got 'CP-*'"]),
+    ("class_whose_name_failed", HEAD + SUBNET + "  reservations:\n    - {mac: 00562b043615, address: 198.18.0.5, class: mpp}\n"
+     "  classes:\n    - {name: [mpp], match: {hostname: [SEP*]}}\n",
+     ["11: dhcp.classes[0].name: expected string, got a list"]),
+    ("bad_listen_address_and_pool_outside", "site: t\nlisten: {interfaces: [stg0], address: 198.18.0.300}\n"
+     "domain: stg.test\ndhcp:\n  subnets:\n    - prefix: 198.18.0.0/24\n      pools: ['198.18.1.1-198.18.1.9']\n",
+     ["2: listen.address: not a valid IPv4 address: '198.18.0.300'",
+      "7: dhcp.subnets[0].pools[0]: pool 198.18.1.1-198.18.1.9 is outside its subnet 198.18.0.0/24"]),
+    ("bad_domain_skips_zone_checks", "site: t\nlisten: {interfaces: [stg0], address: 198.18.0.1}\ndomain: 'stg test'\n"
+     "dns:\n  records:\n    - {name: prov2, type: A, value: 198.18.0.9}\n" + SRV_PROV1,
+     ["3: domain: not a valid DNS name: 'stg test'"]),
+    ("misspelt_records_key", HEAD + "dns:\n  recrods:\n    - {name: prov1, type: A, value: 198.18.0.9}\n" + SRV_PROV1,
+     ["5: dns.recrods: unknown key (did you mean 'records'?)"]),
+    ("misspelt_match_key", HEAD + SUBNET + "  classes:\n    - {name: mpp, mach: {vendor_class: [CP-*]}}\n",
+     ["9: dhcp.classes[0].mach: unknown key (did you mean 'match'?)"]),
+    ("bad_subnet_and_reservation", HEAD + "dhcp:\n  subnets:\n    - prefix: 198.18.0.1/24\n    - prefix: 198.18.1.0/24\n"
+     "      pools: ['198.18.2.1-198.18.2.9']\n  reservations:\n    - {mac: 00562b043615, address: 198.18.0.5}\n",
+     ["6: dhcp.subnets[0].prefix: not a valid IPv4 prefix: '198.18.0.1/24' (198.18.0.1/24 has host bits set)",
+      "8: dhcp.subnets[1].pools[0]: pool 198.18.2.1-198.18.2.9 is outside its subnet 198.18.1.0/24"]),
 ]
 
 
@@ -174,3 +216,101 @@ def test_semantic_errors_are_all_reported(tmp_path: Path) -> None:
         "no class named 'nope'",
         "MAC 00:56:2b:04:36:15 is already reserved in reservations[0]",
     ]
+
+
+MIXED = """\
+site: t
+listen: {interfaces: [stg0], address: 198.18.0.1}
+domain: stg.test
+dhcp:
+  lease_tme: 1h
+  authoritative: maybe
+  subnets:
+    - prefix: 198.18.0.0/24
+      pools: ["198.18.1.10-198.18.1.20"]
+dns:
+  records:
+    - {name: prov1, type: A, value: 198.18.0.300}
+  srv:
+    - service: _ciscoprov-http._tcp
+      targets:
+        - {target: prov1, port: 80}
+        - {target: prov9, port: 80}
+"""
+
+
+def test_cli_check_reports_structural_type_and_semantic_errors_in_one_run(tmp_path: Path) -> None:
+    # prov1's A record has a bad value but is still an A record: no "prov1 has no A record" on line 16.
+    path = _write(tmp_path, MIXED)
+    r = subprocess.run([sys.executable, "-m", "bootstrapd", "check", path], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"{path}:5: dhcp.lease_tme: unknown key (did you mean 'lease_time'?)",
+        f"{path}:6: dhcp.authoritative: expected true or false, got 'maybe'",
+        f"{path}:9: dhcp.subnets[0].pools[0]: pool 198.18.1.10-198.18.1.20 is outside its subnet 198.18.0.0/24",
+        f"{path}:12: dns.records[0].value: not a valid IPv4 address: '198.18.0.300'",
+        f"{path}:17: dns.srv[0].targets[1].target: SRV target prov9.stg.test. has no A record in the zone",
+    ]
+    assert "5 error(s)" in r.stdout
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "site.example.yaml"
+
+
+def _nodes(node: object, path: str) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = [(path, node)] if path else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _nodes(v, f"{path}.{k}" if path else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _nodes(v, f"{path}[{i}]")
+    return out
+
+
+def _mutated(doc: object, path: str, misspell: bool) -> object:
+    """A copy of `doc` with the value at `path` replaced by a mapping no typed key accepts, or (misspell)
+    with the last key of `path` misspelt."""
+    doc = copy.deepcopy(doc)
+    parent: Any = doc
+    toks = [int(t[1:-1]) if t.startswith("[") else t for t in re.findall(r"[^.\[\]]+|\[\d+\]", path)]
+    for tok in toks[:-1]:
+        parent = parent[tok]
+    last = toks[-1]
+    if misspell:
+        assert isinstance(last, str)
+        parent[_misspelt(last)] = parent.pop(last)
+    else:
+        parent[last] = {"zz": 1}
+    return doc
+
+
+def _misspelt(key: str) -> str:
+    return key[:-1] + ("x" if key[-1] != "x" else "y")
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
+
+@pytest.mark.parametrize("misspell", [False, True], ids=["bad_value", "misspelt_key"])
+def test_what_fails_to_build_causes_no_error_elsewhere(tmp_path: Path, misspell: bool) -> None:
+    # Every value of the (valid) example in turn becomes a mapping of an unknown key, which no typed key
+    # accepts, or every key in turn is misspelt: each variant's errors must all be at, above or below that
+    # value, never follow-on noise elsewhere (an SRV target "without" the A record that failed, a
+    # reservation "outside" a failed subnet, a class "missing" whose entry failed...); and never a crash.
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    site = tmp_path / "site.yaml"
+    variants = 0
+    for path, _ in _nodes(doc, ""):
+        if misspell and path.endswith("]"):
+            continue  # a list item has no key
+        site.write_text(yaml.safe_dump(_mutated(doc, path, misspell)))
+        errors = check_site(str(site)).errors
+        assert errors, path
+        wrong = path[: path.rfind(".") + 1] + _misspelt(path.rsplit(".", 1)[-1]) if misspell else path
+        for e in errors:
+            assert _related(e.path, path) or _related(e.path, wrong), f"{path}: {e}"
+        variants += 1
+    assert variants > 120

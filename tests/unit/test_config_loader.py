@@ -151,11 +151,12 @@ def test_cli_check_reports_three_errors_with_lines_and_exits_1(tmp_path: Path) -
     r = run_cli("check", path)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
+        f"{path}:4: dhcp.subnets: warning: no subnets: the DHCP service will lease nothing",  # checked too
         f"{path}:5: dhcp.lease_time: expected a duration like 90s, 10m, 1h, 1d, got '1w'",
         f"{path}:7: dhcp.authoritativ: unknown key (did you mean 'authoritative'?)",
         f"{path}:8: dhcp.unknown_devices: expected one of ignore | lease, got 'everyone'",
     ]
-    assert "3 error(s)" in r.stdout
+    assert "3 error(s), 1 warning(s)" in r.stdout
 
 
 def test_cli_check_strict_makes_warnings_fatal(tmp_path: Path) -> None:
