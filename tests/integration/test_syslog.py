@@ -31,8 +31,8 @@ SEND = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for h in sys.stdin.read().split("\\n"):
-    s.sendto(bytes.fromhex(h), (sys.argv[1], %d))
-""" % PORT
+    s.sendto(bytes.fromhex(h), (sys.argv[1], int(sys.argv[2])))
+"""
 
 
 @dataclass
@@ -72,7 +72,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyslogLab]:
 
 
 def send(host: Host, *datagrams: bytes) -> None:
-    host.run([sys.executable, "-c", SEND, SERVER], input="\n".join(d.hex() for d in datagrams), timeout=20)
+    host.run([sys.executable, "-c", SEND, SERVER, str(PORT)], input="\n".join(d.hex() for d in datagrams), timeout=20)
 
 
 def logger(host: Host, fmt: str, message: str) -> None:
