@@ -118,6 +118,10 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["8: dns.srv[0].targets[0].port: required key is missing"]),
     ("metrics_listen", HEAD + "metrics: {listen: 9267}\n",
      ["4: metrics.listen: expected host:port like 127.0.0.1:9267, got 9267"]),
+    ("syslog_rate_zero", HEAD + SUBNET + "syslog: {rate_limit: 0}\n",
+     ["8: syslog.rate_limit: must be between 1 and 100000, got 0"]),
+    ("syslog_port_is_dns_port", HEAD + SUBNET + "syslog: {port: 53}\n",
+     ["8: syslog.port: 53 is also listen.dns_port (both UDP on listen.address)"]),
 ]
 
 
@@ -174,3 +178,12 @@ def test_semantic_errors_are_all_reported(tmp_path: Path) -> None:
         "no class named 'nope'",
         "MAC 00:56:2b:04:36:15 is already reserved in reservations[0]",
     ]
+
+
+def test_syslog_without_subnets_is_a_warning(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEAD + "syslog: {}\n")
+    result = check_site(path)
+    assert result.site is not None and result.site.syslog is not None
+    assert f"{path}:4: syslog: warning: no dhcp.subnets: the sink hears only senders inside them, so none" in [
+        str(d) for d in result.diagnostics]
+
