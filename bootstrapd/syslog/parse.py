@@ -80,14 +80,15 @@ _PN = r"[A-Za-z0-9][\w.+/()-]{0,63}"
 # "--", "–-", "—", "–", a lone "-"; U+FFFD where a non-UTF-8 dash (cp1252 0x96) was replaced.
 _DASH = "[-\u2010-\u2015\u2212\ufffd]{1,3}"
 _EVENT = "|".join(e.replace(" ", r"\s+") for e in _EVENTS)
-_TAIL = rf"(?P<event>{_EVENT})\b:?(?P<rest>.*)"
-
-_OURS = re.compile(rf"(?<!\S){MARKER} (?P<mac>{_HEX}{{12}}) (?P<pn>{_PN}) -- {_TAIL}", re.IGNORECASE | re.DOTALL)
+# The event words are found first (a search for literals); the phone's name for itself is then matched in
+# a bounded window just before them, anchored at their start, so no pattern scans the whole datagram with
+# backtracking groups (a hostile 2 KiB line costs about what a real one does).
+_EVENT_WORDS = re.compile(rf"(?<!\w)(?:{_EVENT})\b:?", re.IGNORECASE)
+_WINDOW = 256  # characters before the event words: room for $PN (64), $MAC and any separators
+_OURS = re.compile(rf"(?<!\S){MARKER} (?P<mac>{_HEX}{{12}}) (?P<pn>{_PN}) -- \Z", re.IGNORECASE)
 _DEFAULT = re.compile(
-    rf"(?:(?<![\w.+/()-])(?P<pn>{_PN})\s+)?(?<![\w:.-])(?P<mac>{_MAC})(?![\w:.])\s*{_DASH}\s*{_TAIL}",
-    re.IGNORECASE | re.DOTALL,
+    rf"(?:(?<![\w.+/()-])(?P<pn>{_PN})\s+)?(?<![\w:.-])(?P<mac>{_MAC})(?![\w:.])\s*{_DASH}\s*\Z",
 )
-_BARE_EVENT = re.compile(rf"(?:^|\s|{_DASH})\s*{_TAIL}", re.IGNORECASE | re.DOTALL)
 _LEADING_MAC = re.compile(rf"(?:(?P<pn>{_PN})\s+)?(?P<mac>{_MAC})(?![\w:.])")
 _SEPARATOR = re.compile(rf"\s*{_DASH}\s*")
 
@@ -104,15 +105,19 @@ def parse(datagram: bytes) -> SyslogMessage:
     """Parse one datagram; never raises (whatever the bytes, the result is a message)."""
     header = parse_header(decode(datagram[:MAX_INPUT]))
     rest = header.rest
-    m = _OURS.search(rest) or _DEFAULT.search(rest) or _BARE_EVENT.search(rest)
-    if m is None:
+    event = _find_event(rest)
+    if event is None:
         return _other(strip_host_tag(rest) if header.tagged else rest, header.facility, header.severity)
-    kind = _EVENTS[" ".join(m.group("event").lower().split())]
-    url, error = _details(kind, m.group("rest"))
-    groups = m.groupdict()
-    mac = normalise_mac(groups["mac"]) if groups.get("mac") else None
-    model = groups.get("pn")
-    start = m.start(_first_group(m))
+    kind = _EVENTS[" ".join(event.group().rstrip(":").lower().split())]
+    url, error = _details(kind, rest[event.end():])
+    base = max(0, event.start() - _WINDOW)
+    before = rest[base:event.start()]
+    who = _OURS.search(before) or _DEFAULT.search(before)
+    mac = model = None
+    start = event.start()
+    if who is not None:
+        mac, model = normalise_mac(who.group("mac")), who.group("pn")
+        start = base + (who.start() if who.re is _OURS else who.start("pn") if model else who.start("mac"))
     return SyslogMessage(
         kind=kind,
         mac=mac,
@@ -125,12 +130,13 @@ def parse(datagram: bytes) -> SyslogMessage:
     )
 
 
-def _first_group(m: re.Match[str]) -> int | str:
-    """Where the phone's line starts: our marker, else $PN, else $MAC, else the event words."""
-    if m.re is _OURS:
-        return 0
-    groups = m.groupdict()
-    return next(name for name in ("pn", "mac", "event") if groups.get(name))
+def _find_event(rest: str) -> re.Match[str] | None:
+    """The first event words; the regex runs only from the first place they may be (most lines have none)."""
+    low = rest.lower()
+    first = min((i for i in (low.find("resync"), low.find("upgrade")) if i >= 0), default=-1)
+    if first < 0:
+        return None
+    return _EVENT_WORDS.search(rest, max(0, first - 24))  # "requesting" and spaces precede the word
 
 
 def _model(pn: str | None) -> str | None:
