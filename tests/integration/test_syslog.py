@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -53,22 +54,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyslogLab]:
         pytest.skip(reason)
     if shutil.which("logger") is None:
         pytest.fail("logger (util-linux, Debian bsdutils) is not installed")
-    site = site_config(
-        syslog={"port": PORT, "rate_limit": RATE},
-        metrics={"listen": METRICS},
-        logging={"format": "json", "level": "info"},
-        dhcp__subnets=[{"prefix": "198.18.0.0/24", "pools": ["198.18.0.100-198.18.0.199"],
-                        "router": "198.18.0.1"}],
-    )
     lab = Lab()
     try:
         lan = staging_lan(lab, clients=0)
-        daemon = Daemon(lan.server, tmp_path_factory.mktemp("syslog-daemon"), site).start()
+        daemon = Daemon(lan.server, tmp_path_factory.mktemp("syslog-daemon"), syslog_site()).start()
         yield SyslogLab(daemon, lan.server, lan.static_client("198.18.0.120/23", name="phone"),
                         lan.static_client("198.18.0.121/23", name="flooder"),
                         lan.static_client("198.18.1.200/23", name="foreign"))
+        assert daemon.stop() == 0  # SIGTERM: the sink closes with the rest
+        assert daemon.wait_for("service.stopped")
     finally:
         lab.close()
+
+
+def syslog_site(*extra_subnets: dict[str, Any]) -> dict[str, Any]:
+    staging = {"prefix": "198.18.0.0/24", "pools": ["198.18.0.100-198.18.0.199"], "router": "198.18.0.1"}
+    return site_config(syslog={"port": PORT, "rate_limit": RATE}, metrics={"listen": METRICS},
+                       logging={"format": "json", "level": "info"}, dhcp__subnets=[staging, *extra_subnets])
 
 
 def send(host: Host, *datagrams: bytes) -> None:
@@ -167,3 +169,13 @@ def test_hostile_datagrams_do_not_crash_it(env: SyslogLab) -> None:
     logger(env.phone, "--rfc5424", LINE)  # still serving
     assert wait_messages(env, "198.18.0.120", before + 4)[-1]["kind"] == "resync_requested"
     assert env.daemon.proc is not None and env.daemon.proc.poll() is None
+
+
+def test_reload_takes_new_subnets(env: SyslogLab) -> None:
+    """SIGHUP with 198.18.1.0/24 added to dhcp.subnets: the sender that was foreign is heard."""
+    env.daemon.write_site(syslog_site({"prefix": "198.18.1.0/24"}))
+    env.daemon.signal(signal.SIGHUP)
+    env.daemon.wait_for("service.reloaded")
+    send(env.foreign, LINE.encode())
+    got = wait_messages(env, "198.18.1.200", 1)
+    assert (got[0]["kind"], got[0]["mac"]) == ("resync_requested", "00:56:2b:04:36:15")
