@@ -136,7 +136,8 @@ def _find_event(rest: str) -> re.Match[str] | None:
     first = min((i for i in (low.find("resync"), low.find("upgrade")) if i >= 0), default=-1)
     if first < 0:
         return None
-    return _EVENT_WORDS.search(rest, max(0, first - 24))  # "requesting" and spaces precede the word
+    # "Requesting " and the like come first; lower() keeps offsets only for ASCII (one letter may become two).
+    return _EVENT_WORDS.search(rest, max(0, first - 64) if rest.isascii() else 0)
 
 
 def _model(pn: str | None) -> str | None:

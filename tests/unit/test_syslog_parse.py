@@ -183,3 +183,9 @@ def test_ansi_sequences_are_removed_whole() -> None:
 ])
 def test_normalise_mac(token: str, mac: str | None) -> None:
     assert normalise_mac(token) == mac
+
+
+def test_event_after_letters_that_lowercase_longer() -> None:
+    """'İ'.lower() is two characters: the event is still found where it is."""
+    msg = parse(("İ" * 100 + " CP-7841-3PCC 00:56:2b:04:36:15 -- Resync failed: x").encode())
+    assert (msg.kind, msg.mac, msg.error) == (Kind.RESYNC_FAILED, MAC, "x")
