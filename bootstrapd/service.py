@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootstrapd.config import LoadResult, check_site
 from bootstrapd.config.model import Site
@@ -17,6 +17,11 @@ from bootstrapd.dhcp.leases import Lease
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address
+
+    from bootstrapd.syslog import SyslogMessage
 
 
 def sd_notify(message: str) -> bool:
@@ -60,6 +65,11 @@ def lease_dns_name(lease: Lease) -> str:
     return lease_name(lease.hostname, lease.chaddr[:6].hex())
 
 
+def restart_settings(site: Site) -> tuple[object, ...]:
+    """What a reload cannot change: sockets and files opened at start."""
+    return site.listen, site.state_dir, site.syslog.port if site.syslog else None
+
+
 class Service:
     def __init__(self, path: str, loaded: LoadResult, site: Site) -> None:
         self.path = path
@@ -71,6 +81,7 @@ class Service:
         self.dhcp: Any = None
         self.rogue: Any = None
         self.devices: Any = None
+        self.syslog: Any = None
         self._probe: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
 
@@ -123,6 +134,11 @@ class Service:
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
                                on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
+        if site.syslog is not None:
+            from bootstrapd.transport.syslog import SyslogServer
+
+            self.syslog = SyslogServer(site, self.metrics, self.log, on_message=self._syslog_message)
+            await self.syslog.start()
         self.devices.start()
         self.rogue.start()
 
@@ -142,9 +158,15 @@ class Service:
         else:
             self.dns.lease_records.remove(name, lease.address)
 
+    def _syslog_message(self, now: float, source: IPv4Address, msg: SyslogMessage) -> None:
+        """The one hook for each accepted syslog message (already logged as `syslog.message`); the funnel's
+        device tracker takes it from here."""
+
     async def _shutdown(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
+        if self.syslog is not None:
+            await self.syslog.stop()
         if self.rogue is not None:
             await self.rogue.stop()
         if self.dhcp is not None:
@@ -167,6 +189,8 @@ class Service:
             self.dns.reload(self.site)
             self._reject([str(e)])
             return False
+        if self.syslog is not None:
+            self.syslog.reload(new)
         return True
 
     def _reject(self, errors: list[str]) -> None:
@@ -189,8 +213,9 @@ class Service:
             self._reject([str(d) for d in loaded.errors])
         else:
             new = loaded.site
-            if new.listen != self.site.listen or new.state_dir != self.site.state_dir:
-                self.log.warning("service.reload_needs_restart", detail="listen and state_dir apply at restart")
+            if restart_settings(new) != restart_settings(self.site):
+                self.log.warning("service.reload_needs_restart",
+                                 detail="listen, state_dir and the syslog port apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

@@ -6,7 +6,7 @@ set -euo pipefail
 declare -A need=(
   [ip]=iproute2 [ping]=iputils-ping [udhcpc]=udhcpc [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
-  [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl
+  [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -93,9 +93,18 @@ class Checker:
 
     def run(self) -> list[Diagnostic]:
         for check in (self._listen, self._subnets, self._reservations, self._classes, self._option_sizes,
-                      self._raw_options, self._records, self._srv):
+                      self._raw_options, self._records, self._srv, self._syslog):
             check()
         return self.diagnostics
+
+    def _syslog(self) -> None:
+        s = self.site
+        if s.syslog is None or self._bad("syslog"):
+            return
+        if not self._bad("listen") and s.syslog.port == s.listen.dns_port:
+            self.error("syslog.port", f"{s.syslog.port} is also listen.dns_port (both UDP on listen.address)")
+        if not self._bad("dhcp.subnets") and not s.dhcp.subnets:
+            self.warn("syslog", "no dhcp.subnets: the sink hears only senders inside them, so none")
 
     # -- DHCP ---------------------------------------------------------------------------------------------
     def _listen(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from bootstrapd.config.types import (
+    COUNT,
     DNS_NAME,
     DOMAIN,
     DURATION,
@@ -261,6 +262,17 @@ class Dns:
 
 
 @dataclass(frozen=True)
+class Syslog:
+    """The phones' syslog sink (UDP) on listen.address; only senders inside dhcp.subnets are heard."""
+
+    port: Annotated[int, PORT] = field(default=514, metadata=meta("UDP port"))
+    rate_limit: Annotated[int, COUNT] = field(
+        default=100, metadata=meta("datagrams per second per source; the excess is dropped and counted")
+    )
+    history: Annotated[int, COUNT] = field(default=50, metadata=meta("messages kept per device"))
+
+
+@dataclass(frozen=True)
 class Metrics:
     listen: Annotated[HostPort, HOSTPORT] | None = field(
         default=None, metadata=meta("Prometheus exposition address; omit to disable")
@@ -281,5 +293,6 @@ class Site:
     state_dir: str = field(default="/var/lib/bootstrapd", metadata=meta("the lease database lives here"))
     dhcp: Dhcp = field(default_factory=Dhcp, metadata=meta("DHCPv4 service"))
     dns: Dns = field(default_factory=Dns, metadata=meta("authoritative DNS for the domain"))
+    syslog: Syslog | None = field(default=None, metadata=meta("the phones' syslog sink; omit: none"))
     metrics: Metrics = field(default_factory=Metrics, metadata=meta("Prometheus"))
     logging: Logging = field(default_factory=Logging, metadata=meta("structured logs"))

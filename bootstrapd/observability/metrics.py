@@ -89,6 +89,20 @@ class Metrics:
             f"{p}_dns_internal_errors_total", "bugs: exceptions answered with SERVFAIL", registry=r
         )
 
+        # Syslog (labels: bootstrapd.syslog.Kind and DropReason values)
+        self.syslog_messages = Counter(
+            f"{p}_syslog_messages_total", "syslog messages accepted, by parsed kind", ["kind"], registry=r
+        )
+        self.syslog_drops = Counter(
+            f"{p}_syslog_drops_total", "syslog datagrams not accepted, by reason", ["reason"], registry=r
+        )
+        self.syslog_sources = Gauge(
+            f"{p}_syslog_sources_tracked", "sources in the sink's rate-limit table", registry=r
+        )
+        self.syslog_errors = Counter(
+            f"{p}_syslog_internal_errors_total", "bugs: exceptions escaping the message hook", registry=r
+        )
+
         # Service
         self.reloads = Counter(
             f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r

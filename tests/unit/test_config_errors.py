@@ -160,6 +160,11 @@ CASES: list[tuple[str, str, list[str]]] = [
      "      pools: ['198.18.2.1-198.18.2.9']\n  reservations:\n    - {mac: 00562b043615, address: 198.18.0.5}\n",
      ["6: dhcp.subnets[0].prefix: not a valid IPv4 prefix: '198.18.0.1/24' (198.18.0.1/24 has host bits set)",
       "8: dhcp.subnets[1].pools[0]: pool 198.18.2.1-198.18.2.9 is outside its subnet 198.18.1.0/24"]),
+
+    ("syslog_rate_zero", HEAD + SUBNET + "syslog: {rate_limit: 0}\n",
+     ["8: syslog.rate_limit: must be between 1 and 100000, got 0"]),
+    ("syslog_port_is_dns_port", HEAD + SUBNET + "syslog: {port: 53}\n",
+     ["8: syslog.port: 53 is also listen.dns_port (both UDP on listen.address)"]),
 ]
 
 
@@ -314,3 +319,11 @@ def test_what_fails_to_build_causes_no_error_elsewhere(tmp_path: Path, misspell:
             assert _related(e.path, path) or _related(e.path, wrong), f"{path}: {e}"
         variants += 1
     assert variants > 120
+
+def test_syslog_without_subnets_is_a_warning(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEAD + "syslog: {}\n")
+    result = check_site(path)
+    assert result.site is not None and result.site.syslog is not None
+    assert f"{path}:4: syslog: warning: no dhcp.subnets: the sink hears only senders inside them, so none" in [
+        str(d) for d in result.diagnostics]
+

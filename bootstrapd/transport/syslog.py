@@ -1,0 +1,148 @@
+"""The asyncio shell of the phones' syslog sink: one UDP socket on listen.address:syslog.port.
+
+Per datagram: admission (staging subnets, size, per-source rate; bootstrapd.syslog.admit), the lenient
+parse, one `syslog.message` log event, and the `on_message` hook, which must stay cheap (it runs on the
+event loop DHCP and DNS share; storing is its own business, e.g. the device tracker's batched writes).
+Datagrams are read into a buffer one byte larger than the admitted maximum, so an oversized one is seen
+as such (and dropped) without ever reading 64 KiB. Counts go to Prometheus once a second, like DNS's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+import structlog
+
+from bootstrapd.config.model import Site
+from bootstrapd.observability.metrics import Metrics
+from bootstrapd.syslog import MAX_DATAGRAM, Admission, DropReason, Kind, SyslogMessage, parse
+
+RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
+RCVBUF = 1 << 20
+FLUSH_INTERVAL = 1.0
+
+# (receive time as wall-clock seconds, source address, parsed message)
+MessageHook = Callable[[float, IPv4Address, SyslogMessage], None]
+
+
+def staging_networks(site: Site) -> list[Any]:
+    return [subnet.prefix for subnet in site.dhcp.subnets]
+
+
+class SyslogServer:
+    """Receives, filters, parses and hands on the phones' syslog datagrams."""
+
+    def __init__(self, site: Site, metrics: Metrics, log: Any | None = None, *,
+                 on_message: MessageHook | None = None, bind: tuple[str, int] | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        """`bind` overrides (listen.address, syslog.port), e.g. ("127.0.0.1", 0) in tests."""
+        conf = site.syslog
+        if conf is None:
+            raise ValueError("the site has no syslog section")
+        self._metrics = metrics
+        self._log = log if log is not None else structlog.get_logger("bootstrapd.syslog").bind()
+        self._bind = bind or (str(site.listen.address), conf.port)
+        self._on_message = on_message
+        self._clock, self._wall = clock, wall
+        self.admission = Admission(staging_networks(site), conf.rate_limit)
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: asyncio.TimerHandle | None = None
+        self._messages: dict[str, int] = {}
+        self._drops: dict[DropReason, int] = {}
+        self._errors = 0
+        self.address: tuple[str, int] | None = None
+        for kind in Kind:  # every series exists from the start, so rate() and alerts see the first one
+            metrics.syslog_messages.labels(kind=kind.value)
+        for reason in DropReason:
+            metrics.syslog_drops.labels(reason=reason.value)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.bind(self._bind)
+            sock.setblocking(False)
+            self._loop.add_reader(sock.fileno(), self._ready, sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.address = sock.getsockname()
+        self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
+        self._log.info("syslog.started", address=f"{self.address[0]}:{self.address[1]}",
+                       rate_limit=self.admission.rate)
+
+    async def stop(self) -> None:
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self.flush()
+
+    def reload(self, site: Site) -> None:
+        """New subnets and rate limit; the port applies at restart."""
+        if site.syslog is not None:
+            self.admission.reconfigure(staging_networks(site), site.syslog.rate_limit)
+
+    def _ready(self, sock: socket.socket) -> None:
+        for _ in range(RECV_BUDGET):
+            try:
+                data, (host, _port) = sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ICMP errors queued on the socket: never fatal to the sink
+                self._log.debug("syslog.receive_failed", error=str(e))
+                return
+            self.handle(data, IPv4Address(host))
+
+    def handle(self, data: bytes, source: IPv4Address) -> SyslogMessage | None:
+        """One datagram from `source`: the accepted message, or None when dropped (and counted)."""
+        reason = self.admission.admit(self._clock(), source, len(data))
+        if reason is not None:
+            self._drops[reason] = self._drops.get(reason, 0) + 1
+            return None
+        msg = parse(data)
+        kind = msg.kind.value
+        self._messages[kind] = self._messages.get(kind, 0) + 1
+        self._log.info("syslog.message", source=str(source), mac=msg.mac, kind=kind, model=msg.model,
+                       url=msg.url, error=msg.error, text=msg.text, severity=msg.severity)
+        if self._on_message is not None:
+            try:
+                self._on_message(self._wall(), source, msg)
+            except Exception as e:  # a bug in the hook: counted and logged, the sink keeps receiving
+                self._errors += 1
+                self._log.error("syslog.hook_error", error=repr(e))
+        return msg
+
+    def flush(self) -> None:
+        """Push the counts since the last flush to Prometheus (and log a summary of drops)."""
+        m = self._metrics
+        messages, drops, errors = self._messages, self._drops, self._errors
+        self._messages, self._drops, self._errors = {}, {}, 0
+        for kind, n in messages.items():
+            m.syslog_messages.labels(kind=kind).inc(n)
+        for reason, n in drops.items():
+            m.syslog_drops.labels(reason=reason.value).inc(n)
+        if errors:
+            m.syslog_errors.inc(errors)
+        m.syslog_sources.set(len(self.admission))
+        if drops:
+            self._log.info("syslog.dropped", **{r.value: n for r, n in drops.items()})
+
+    def _flush(self) -> None:
+        self.flush()
+        assert self._loop is not None
+        self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
