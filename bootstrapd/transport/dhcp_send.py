@@ -29,6 +29,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
+import sys
 import termios
 from typing import Any
 
@@ -164,35 +165,29 @@ class ReplySender:
 Route = tuple[int, int, int]  # (network, mask, gateway or 0 for on-link), host byte order
 
 
-def unresolved_neighbours(ifname: str) -> set[str]:
-    """IPv4 neighbours on `ifname` without a link-layer address (INCOMPLETE or FAILED), from /proc/net/arp."""
+def _read(path: str) -> str:
     try:
-        with open("/proc/net/arp") as f:
-            lines = f.read().splitlines()[1:]
+        with open(path) as f:
+            return f.read()
     except OSError:
-        return set()
-    out = set()
-    for line in lines:
-        cols = line.split()
-        if len(cols) >= 6 and cols[5] == ifname and cols[2] == "0x0":
-            out.add(cols[0])
-    return out
+        return ""
 
 
-def routes_of(ifname: str) -> list[Route]:
-    """The main table's IPv4 routes via `ifname`, longest prefix first (/proc/net/route; policy routing
-    is not followed: a destination it routes elsewhere is merely never held)."""
+def unresolved_neighbours(ifname: str, table: str | None = None) -> set[str]:
+    """IPv4 neighbours on `ifname` without a link-layer address (INCOMPLETE or FAILED: flags 0x0) in
+    `table`, the text of /proc/net/arp (read when None)."""
+    lines = (_read("/proc/net/arp") if table is None else table).splitlines()[1:]
+    return {cols[0] for cols in map(str.split, lines) if len(cols) >= 6 and cols[5] == ifname and cols[2] == "0x0"}
+
+
+def routes_of(ifname: str, table: str | None = None) -> list[Route]:
+    """The IPv4 routes via `ifname` in `table`, the text of /proc/net/route (the main table; read when None),
+    longest prefix first. Policy routing is not followed: a destination it routes elsewhere is never held."""
     routes: list[Route] = []
-    try:
-        with open("/proc/net/route") as f:
-            lines = f.read().splitlines()[1:]
-    except OSError:
-        return routes
-    for line in lines:
-        cols = line.split()
+    for cols in map(str.split, (_read("/proc/net/route") if table is None else table).splitlines()[1:]):
         if len(cols) >= 8 and cols[0] == ifname:
             with contextlib.suppress(ValueError):
-                net, gateway, mask = (int.from_bytes(bytes.fromhex(cols[i]), "little") for i in (1, 2, 7))
+                net, gateway, mask = (int.from_bytes(bytes.fromhex(cols[i]), sys.byteorder) for i in (1, 2, 7))
                 routes.append((net, mask, gateway))
     routes.sort(key=lambda r: -r[1])
     return routes
