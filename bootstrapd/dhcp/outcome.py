@@ -29,6 +29,10 @@ class DropReason(enum.Enum):
     NOT_AUTHORITATIVE = "not_authoritative"  # we would NAK, but `authoritative: false` keeps us silent
     STORE_FAILED = "store_failed"  # the lease store refused a write: no reply without a durable lease
     INTERNAL_ERROR = "internal_error"  # a bug: an exception escaped the engine; set by the shell
+    # Answered, but the reply did not leave (set by the shell; RFC 2131 4.1: the client retransmits):
+    SEND_QUEUE_FULL = "send_queue_full"  # the socket's send buffer was full (EAGAIN)
+    SEND_FAILED = "send_failed"  # the kernel refused the send (e.g. no route to the destination)
+    DESTINATION_UNREACHABLE = "destination_unreachable"  # its next hop answers no ARP: held, not queued
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 The receiver only enqueues (bounded; a full queue is a counted drop). One worker drains whatever has arrived,
 runs the pure engine on each packet, makes the burst's leases durable with ONE store flush, then sends the
 burst's replies: a lease is on disk before its ACK leaves, and a burst costs one fsync, not one per packet.
+How replies leave, so that one that waits on ARP cannot starve the others: transport/dhcp_send.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bootstrapd.dhcp.leases import Lease, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
-from bootstrapd.transport.l2 import L2Sender, interface_address, udp_frame
+from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
+from bootstrapd.transport.l2 import L2Sender, interface_address
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 MAX_DATAGRAM = 1500  # bounded reads: anything longer is not a DHCP packet we answer
@@ -37,7 +39,6 @@ BURST_LIMIT = 256
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
 _DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
-BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
@@ -56,6 +57,7 @@ class _Listener:
     sock: socket.socket
     l2: L2Sender | None
     address: ipaddress.IPv4Address | None
+    sender: ReplySender
 
 
 def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
@@ -100,7 +102,8 @@ class DhcpServer:
             if l2 is None:
                 self.log.warning("dhcp.no_l2", interface=ifname, detail="no CAP_NET_RAW: unicast replies broadcast")
             addr = interface_address(ifname)
-            self._listeners[ifname] = _Listener(ifname, sock, l2, addr)
+            sender = ReplySender(ifname, sock, l2, addr, self.site.listen.dhcp_port, self.log)
+            self._listeners[ifname] = _Listener(ifname, sock, l2, addr, sender)
             self.log.info("dhcp.listening", interface=ifname, address=str(addr), port=self.site.listen.dhcp_port)
         self._tasks = [asyncio.create_task(self._worker()), asyncio.create_task(self._housekeeping())]
         self._update_gauges(time.time())
@@ -116,6 +119,7 @@ class DhcpServer:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            enlarge_send_buffer(sock)  # routed unicast replies wait here for ARP (dhcp_send.py)
             sock.bind(("0.0.0.0", self.site.listen.dhcp_port))
             sock.setblocking(False)
         except OSError:
@@ -196,11 +200,13 @@ class DhcpServer:
             for _ in outcomes:
                 self._drop(DropReason.STORE_FAILED)
             return
+        mono = time.monotonic()
         for outcome, ifname, t0 in outcomes:
-            if isinstance(outcome, Reply):
-                self._send(outcome, ifname)
+            if isinstance(outcome, Reply) and self._send(outcome, ifname, mono):
                 self.metrics.dhcp_latency.observe(time.perf_counter() - t0)
-            self._after(outcome)
+            self._after(outcome)  # the lease is durable whether or not its reply left
+        for listener in self._listeners.values():
+            listener.sender.check(mono)
 
     def _stale(self, ifname: str) -> None:
         self._counter(self.metrics.dhcp_received, "discover").inc()
@@ -216,6 +222,8 @@ class DhcpServer:
         mtype = msg.msg_type
         self._counter(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none").inc()
         listener = self._listeners.get(ifname)
+        if listener is not None and listener.sender.held:
+            listener.sender.heard_from(addr[0])
         rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
         try:
             outcome = self.engine.handle(msg, rx, now)
@@ -266,25 +274,19 @@ class DhcpServer:
         level("dhcp.drop", reason=reason.value, **{k: v for k, v in fields.items() if v})
 
     # -- send ---------------------------------------------------------------------------------------------
-    def _send(self, reply: Reply, ifname: str) -> None:
-        dest = reply.destination
+    def _send(self, reply: Reply, ifname: str, now: float) -> bool:
+        """Send one reply; counted as sent only once the kernel took it, else as a drop. True if sent."""
         listener = self._listeners.get(ifname)
         if listener is None:
-            return
-        self._counter(self.metrics.dhcp_sent, reply.msg_type.name.lower()).inc()
-        if dest.l2_unicast is not None and listener.l2 is not None and listener.address is not None:
-            frame = udp_frame(listener.l2.mac, dest.l2_unicast[:6], listener.address, dest.ip,
-                              self.site.listen.dhcp_port, dest.port, reply.wire)
-            try:
-                listener.l2.send(frame)
-                return
-            except OSError as e:
-                self.log.debug("dhcp.l2_failed", error=str(e))
-        target = BROADCAST if dest.broadcast or dest.l2_unicast is not None else dest.ip
-        try:
-            listener.sock.sendto(reply.wire, (_text(target), dest.port))
-        except OSError as e:
-            self.log.warning("dhcp.send_failed", interface=ifname, to=str(target), error=str(e))
+            return False
+        target = _text(reply.destination.ip)
+        failed = listener.sender.send(reply, target, now)
+        if failed is None:
+            self._counter(self.metrics.dhcp_sent, reply.msg_type.name.lower()).inc()
+            return True
+        self._drop(failed, ifname=ifname, xid=reply.message.xid, chaddr=reply.message.chaddr_mac, to=target,
+                   msg_type=reply.msg_type.name)
+        return False
 
     def _after(self, outcome: Reply | Silent) -> None:
         if self._on_outcome is not None:

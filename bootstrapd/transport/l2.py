@@ -39,12 +39,16 @@ def interface_mac(ifname: str) -> bytes:
 
 
 def _checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum. The one's-complement sum of the 16-bit words is the number the bytes
+    spell modulo 0xFFFF (2**16 == 1 modulo 0xFFFF), with 0xFFFF for a nonzero multiple: one C-level
+    operation instead of a Python loop (3 us instead of 18 for a DHCP reply; every broadcast or layer-2
+    reply pays it)."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if total == 0 and any(data):
+        total = 0xFFFF
+    return ~total & 0xFFFF
 
 
 def udp_frame(
