@@ -128,8 +128,9 @@ class DeviceTracker:
         return [d.funnel for d in self._devices.values()]
 
     def history(self, chaddr: bytes) -> list[HistoryEntry]:
-        """A device's history as written, then what is still pending, oldest first."""
-        return [*history(self._writer.conn, chaddr), *self._writer.pending_history(chaddr)]
+        """A device's history, oldest first: what is written, then what is still pending, within the bound."""
+        entries = [*history(self._writer.conn, chaddr), *self._writer.pending_history(chaddr)]
+        return entries[-self._history_max():]
 
     # -- reports from the shells ---------------------------------------------------------------------------
     def dhcp_outcome(self, outcome: Reply | Silent) -> None:
