@@ -13,7 +13,7 @@ _TIMES = ("upgrade_since", "profile_at")
 
 def dumps(state: DeviceState) -> str:
     out: dict[str, Any] = {
-        "first_seen": state.first_seen, "last_seen": state.last_seen, "since": state.since,
+        "first_seen": state.first_seen, "since": state.since,
         "stage": state.stage.label if state.stage is not None else None,
         "timeline": dict(state.timeline),
         "upgrade": state.upgrade.value if state.upgrade is not None else None,
@@ -22,7 +22,7 @@ def dumps(state: DeviceState) -> str:
     }
     for name in (*_TEXT, *_TIMES):
         out[name] = getattr(state, name)
-    return json.dumps(out, separators=(",", ":"), sort_keys=True)
+    return json.dumps(out, separators=(",", ":"))
 
 
 def loads(mac: str, text: str) -> DeviceState:
@@ -33,7 +33,7 @@ def loads(mac: str, text: str) -> DeviceState:
         extra: dict[str, Any] = {n: _text(raw.get(n)) for n in _TEXT}
         extra.update({n: float(raw[n]) if raw.get(n) is not None else None for n in _TIMES})
         return DeviceState(
-            mac, float(raw["first_seen"]), float(raw["last_seen"]),
+            mac, float(raw["first_seen"]),
             stage=STAGES[stage] if stage is not None else None,
             since=float(raw["since"]),
             timeline={str(k): float(v) for k, v in dict(raw.get("timeline") or {}).items()},

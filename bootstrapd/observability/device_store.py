@@ -64,6 +64,7 @@ class Device:
     vendor_class: str | None
     hostname: str | None
     funnel: DeviceState
+    last_seen: float
     history_seq: int = 0
 
     @property
@@ -77,10 +78,6 @@ class Device:
     @property
     def first_seen(self) -> float:
         return self.funnel.first_seen
-
-    @property
-    def last_seen(self) -> float:
-        return self.funnel.last_seen
 
     def row(self) -> tuple[object, ...]:
         address = int(self.address) if self.address is not None else None
@@ -111,9 +108,9 @@ def device(row: tuple[Any, ...]) -> Device:
             state = None
     if state is None:  # a version 1 row: its stage, reached by its last sighting
         s = STAGES.get(stage) if stage is not None else None
-        state = DeviceState(mac, first, last, stage=s, since=last, timeline={s.label: last} if s else {},
+        state = DeviceState(mac, first, stage=s, since=last, timeline={s.label: last} if s else {},
                             address=str(addr) if addr else None)
-    return Device(bytes(chaddr), addr, klass, vendor, hostname, state, int(seq or 0))
+    return Device(bytes(chaddr), addr, klass, vendor, hostname, state, last, int(seq or 0))
 
 
 def open_writer(path: Path) -> sqlite3.Connection:

@@ -72,7 +72,7 @@ FLUSH_INTERVAL = 1.0
 FLUSH_SLICE = 128
 MAX_DEVICES = 100_000
 HISTORY = 50  # entries kept per device when the site has no `syslog.history`
-_TRACKED = (*(s.label for s in Stage), Upgrade.REQUESTED.label)  # who is in which stage, in entry order
+_TRACKED: tuple[Stage | Upgrade, ...] = (*Stage, Upgrade.REQUESTED)  # who is in which stage, in entry order
 
 
 def srv_targets(site: Site) -> frozenset[str]:
@@ -105,7 +105,7 @@ class DeviceTracker:
         self._devices: OrderedDict[bytes, Device] = OrderedDict()
         self._by_address: dict[str, bytes] = {}  # leased address -> chaddr, for DNS/file/syslog attribution
         # Per stage label, its devices in the order they entered it: the front ones are the stalled ones.
-        self._in_stage: dict[str, OrderedDict[bytes, float]] = {label: OrderedDict() for label in _TRACKED}
+        self._in_stage: dict[Stage | Upgrade, OrderedDict[bytes, float]] = {s: OrderedDict() for s in _TRACKED}
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
         self._inventory: tuple[Site | None, Inventory | None] = (None, None)
         self._timer: asyncio.TimerHandle | None = None
@@ -207,19 +207,20 @@ class DeviceTracker:
         d = self._devices.get(chaddr)
         mac = chaddr.hex(":")
         if d is None:
-            state = DeviceState(mac, now, now, since=now)
-            d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state)
+            state = DeviceState(mac, now, since=now)
+            d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
             self._writer.revived(chaddr)
             self._evict()
         else:
             self._devices.move_to_end(chaddr)
         before = d.funnel
-        after = apply(before, Event(now, mac, kind, detail)) if kind is not None else \
-            dataclasses.replace(before, last_seen=max(before.last_seen, now))
+        d.last_seen = max(d.last_seen, now)
+        after = apply(before, Event(now, mac, kind, detail)) if kind is not None else before
         if first_seen is not None and first_seen < after.first_seen:
             after = dataclasses.replace(after, first_seen=first_seen)
-        d.funnel = after
-        self._place(d, before if before is not after else None)
+        if after is not before:
+            d.funnel = after
+            self._place(d, before)
         if text is not None and kind is not None:
             d.history_seq += 1
             self._writer.add_history(chaddr, HistoryEntry(d.history_seq, now, kind.value, text), self._history_max())
@@ -231,10 +232,10 @@ class DeviceTracker:
         s, b = d.funnel, before
         if b is None or (b.stage, b.since) != (s.stage, s.since):
             if b is not None and b.stage is not None:
-                self._in_stage[b.stage.label].pop(d.chaddr, None)
+                self._in_stage[b.stage].pop(d.chaddr, None)
             if s.stage is not None:
-                self._in_stage[s.stage.label][d.chaddr] = s.since
-        up = self._in_stage[Upgrade.REQUESTED.label]
+                self._in_stage[s.stage][d.chaddr] = s.since
+        up = self._in_stage[Upgrade.REQUESTED]
         if s.upgrade is Upgrade.REQUESTED and s.upgrade_since is not None:
             if b is None or b.upgrade_since != s.upgrade_since:
                 up.pop(d.chaddr, None)
@@ -293,8 +294,9 @@ class DeviceTracker:
         now = self._clock() if now is None else now
         limits = budgets(self._site().floor.stall_after)
         m = self._metrics
-        for label, members in self._in_stage.items():
-            if label in {s.label for s in Stage}:
+        for stage, members in self._in_stage.items():
+            label = stage.label
+            if isinstance(stage, Stage):
                 m.devices_by_stage.labels(label).set(len(members))
             limit = limits.get(label)
             stalled = 0 if limit is None else _count_before(members, now - limit)
