@@ -45,10 +45,12 @@ _SYSLOG_KINDS = {k.value: k for k in (
 
 
 def chaddr_of(mac: str) -> bytes | None:
+    """The 6 octets of a MAC as another shell spelt it, or None when it is not one."""
     try:
-        return bytes.fromhex(mac.replace(":", "").replace("-", ""))
+        octets = bytes.fromhex(mac.replace(":", "").replace("-", ""))
     except ValueError:
         return None
+    return octets if len(octets) == 6 else None
 
 
 def fetch_event(outcome: Fetched | Refused, by_address: Lookup) -> tuple[bytes, Kind, Detail, str] | None:

@@ -302,3 +302,28 @@ def test_devices_and_report_commands_read_a_prepared_state_dir(tmp_path: Path, s
     missing.write_text(SITE_YAML + f"state_dir: {tmp_path / 'nothing'}\n")
     proc = cli(missing, "report")
     assert proc.returncode == 1 and "no device table" in proc.stderr
+
+
+def test_a_malformed_mac_in_a_message_falls_back_to_the_lease(tmp_path: Path, site: Site) -> None:
+    clock = Clock()
+    t = tracker(tmp_path, site, clock)
+    t.dhcp_outcome(reply(MessageType.ACK))
+    for bad in ("00:56", "zz:zz:zz:zz:zz:zz", "00:56:2b:04:36:15:00"):
+        syslog(t, clock, MsgKind.RESYNC_REQUESTED, mac=bad)
+    assert len(t) == 1 and t.get(PHONE).stage is Stage.RESYNC_REQUESTED  # type: ignore[union-attr]
+    assert t.get(PHONE).funnel.conflicts == ()  # type: ignore[union-attr]
+    t.close()
+
+
+def test_an_evicted_device_seen_again_starts_a_fresh_history(tmp_path: Path, site: Site) -> None:
+    clock = Clock()
+    t = DeviceTracker(tmp_path / "state", lambda: site, clock=clock, max_devices=1)
+    syslog(t, clock, MsgKind.OTHER, text="old")
+    t.flush()
+    syslog(t, clock, MsgKind.OTHER, mac=OTHER.hex(":"), text="other")  # evicts PHONE
+    assert t.get(PHONE) is None
+    syslog(t, clock, MsgKind.OTHER, text="new")  # PHONE again, before the eviction was written
+    t.flush()
+    assert [h.text for h in read_history(tmp_path / "state", PHONE)] == ["new"]
+    assert read_history(tmp_path / "state", OTHER) == []  # evicted in turn: its history went with it
+    t.close()
