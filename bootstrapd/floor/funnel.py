@@ -251,14 +251,17 @@ def budgets(stall_after: object) -> dict[str, float]:
     return out
 
 
+def overdue(since: float, limit: float | None, now: float) -> bool:
+    """The stall rule: in a stage since `since`, with budget `limit` (None: never stalls), as of `now`."""
+    return limit is not None and now - since > limit
+
+
 def stalled_at(state: DeviceState, limits: Budgets, now: float) -> str | None:
     """The stage label the device is stalled at (the main track first), or None."""
-    if state.stage is not None and state.stage not in TERMINAL:
-        limit = limits.get(state.stage.label)
-        if limit is not None and now - state.since > limit:
-            return state.stage.label
-    if state.upgrade is Upgrade.REQUESTED and state.upgrade_since is not None:
-        limit = limits.get(Upgrade.REQUESTED.label)
-        if limit is not None and now - state.upgrade_since > limit:
-            return Upgrade.REQUESTED.label
+    stage, up = state.stage, Upgrade.REQUESTED.label
+    if stage is not None and stage not in TERMINAL and overdue(state.since, limits.get(stage.label), now):
+        return stage.label
+    if (state.upgrade is Upgrade.REQUESTED and state.upgrade_since is not None
+            and overdue(state.upgrade_since, limits.get(up), now)):
+        return up
     return None

@@ -36,7 +36,7 @@ from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.files.inventory import Inventory, read_inventory
 from bootstrapd.files.outcome import Fetched, Refused
-from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets
+from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets, overdue
 from bootstrapd.floor.report import Report, build_report, safe
 from bootstrapd.observability.device_sources import (
     QTYPE_A,
@@ -85,9 +85,9 @@ def srv_targets(site: Site) -> frozenset[str]:
     return frozenset(names)
 
 
-def _count_before(members: OrderedDict[bytes, float], cutoff: float) -> int:
-    """How many entered before `cutoff`: they entered in time order, so only those are visited."""
-    return sum(1 for _ in itertools.takewhile(lambda since: since < cutoff, members.values()))
+def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
+    """How many are overdue: they entered in time order, so only those (and one more) are visited."""
+    return sum(1 for _ in itertools.takewhile(lambda since: overdue(since, limit, now), members.values()))
 
 
 class DeviceTracker:
@@ -299,7 +299,7 @@ class DeviceTracker:
             if isinstance(stage, Stage):
                 m.devices_by_stage.labels(label).set(len(members))
             limit = limits.get(label)
-            stalled = 0 if limit is None else _count_before(members, now - limit)
+            stalled = _count_stalled(members, limit, now)
             m.devices_stalled.labels(label).set(stalled)
         m.devices_tracked.set(len(self._devices))
         inventory = self.inventory()
