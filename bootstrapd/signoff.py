@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from bootstrapd.config.model import Site
 from bootstrapd.errors import StoreError
-from bootstrapd.files.inventory import read_inventory
 from bootstrapd.floor.funnel import budgets
 from bootstrapd.floor.report import Report, build_report, report_csv, report_json, report_table
-from bootstrapd.observability.device_sources import inventory_path
+from bootstrapd.observability.device_sources import load_inventory
 from bootstrapd.observability.device_store import read_devices
 
 
 def load_report(site: Site, now: float) -> tuple[Report, list[str]]:
     """The report and any problems reading the inventory (the report is then without it)."""
     devices = read_devices(site.state_dir)  # StoreError when there is no table
-    inventory, problems = None, []
-    path = inventory_path(site)
-    if path:
-        inventory, diags = read_inventory(path)
-        problems = [str(d) for d in diags]
+    inventory, problems = load_inventory(site)
     report = build_report([d.funnel for d in devices], inventory, now, budgets(site.floor.stall_after))
     return report, problems
 

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
+from bootstrapd.files.inventory import Inventory, read_inventory
 from bootstrapd.files.outcome import Fetched, Refused, Rendered
 from bootstrapd.floor.funnel import Detail, Kind, clip, is_profile_name
 from bootstrapd.floor.report import safe
@@ -97,3 +98,14 @@ def inventory_path(site: object) -> str | None:
     """`files.inventory` (an absolute path) when the site has one."""
     path = getattr(getattr(site, "files", None), "inventory", None)
     return str(path) if path else None
+
+
+def load_inventory(site: object) -> tuple[Inventory | None, list[str]]:
+    """The site's inventory and its problems; None when it has none, or none of it could be read (then
+    nobody is `missing` or `unexpected`, rather than everybody unexpected)."""
+    path = inventory_path(site)
+    if not path:
+        return None, []
+    inventory, diags = read_inventory(path)
+    problems = [str(d) for d in diags]
+    return (inventory if inventory.rows or not diags else None), problems

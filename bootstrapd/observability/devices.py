@@ -34,7 +34,7 @@ from bootstrapd.dhcp.codec import MessageType
 from bootstrapd.dhcp.outcome import Reply, Silent
 from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
-from bootstrapd.files.inventory import Inventory, read_inventory
+from bootstrapd.files.inventory import Inventory
 from bootstrapd.files.outcome import Fetched, Refused
 from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets, overdue
 from bootstrapd.floor.report import Report, build_report, safe
@@ -45,7 +45,7 @@ from bootstrapd.observability.device_sources import (
     QUERY_TYPES,
     SyslogMessage,
     fetch_event,
-    inventory_path,
+    load_inventory,
     syslog_event,
 )
 from bootstrapd.observability.device_store import (
@@ -107,7 +107,7 @@ class DeviceTracker:
         # Per stage label, its devices in the order they entered it: the front ones are the stalled ones.
         self._in_stage: dict[Stage | Upgrade, OrderedDict[bytes, float]] = {s: OrderedDict() for s in _TRACKED}
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
-        self._inventory: tuple[Site | None, Inventory | None] = (None, None)
+        self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
         self._writer = Writer(open_writer(self.path), log)
         rows = self._writer.conn.execute(f"SELECT {COLUMNS} FROM devices ORDER BY last_seen").fetchall()
@@ -267,11 +267,19 @@ class DeviceTracker:
 
     def inventory(self) -> Inventory | None:
         """The site's inventory (read again after a reload), or None when it has none or it is unreadable."""
+        return self._expected()[0]
+
+    def _expected(self) -> tuple[Inventory | None, frozenset[bytes]]:
         site = self._site()
         if self._inventory[0] is not site:
-            path = inventory_path(site)
-            self._inventory = (site, read_inventory(path)[0] if path else None)
-        return self._inventory[1]
+            inventory, problems = load_inventory(site)
+            for p in problems:
+                if self._log is not None:
+                    self._log.warning("devices.inventory_problem", problem=p)
+            rows = inventory.rows if inventory is not None else ()
+            macs = frozenset(bytes.fromhex(r.mac.replace(":", "")) for r in rows)
+            self._inventory = (site, inventory, macs)
+        return self._inventory[1], self._inventory[2]
 
     def _index(self, d: Device) -> None:
         if d.address is not None and d.stage is not None and d.stage >= Stage.LEASED:
@@ -302,11 +310,11 @@ class DeviceTracker:
             stalled = _count_stalled(members, limit, now)
             m.devices_stalled.labels(label).set(stalled)
         m.devices_tracked.set(len(self._devices))
-        inventory = self.inventory()
+        inventory, expected = self._expected()
         if inventory is not None:
-            expected_seen = sum(1 for r in inventory.rows if bytes.fromhex(r.mac.replace(":", "")) in self._devices)
-            m.devices_missing.set(len(inventory.rows) - expected_seen)
-            m.devices_unexpected.set(len(self._devices) - expected_seen)
+            seen = sum(1 for c in expected if c in self._devices)
+            m.devices_missing.set(len(expected) - seen)
+            m.devices_unexpected.set(len(self._devices) - seen)
 
     # -- persistence --------------------------------------------------------------------------------------
     def flush(self, limit: int | None = None) -> bool:

@@ -12,9 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -327,3 +328,33 @@ def test_an_evicted_device_seen_again_starts_a_fresh_history(tmp_path: Path, sit
     assert [h.text for h in read_history(tmp_path / "state", PHONE)] == ["new"]
     assert read_history(tmp_path / "state", OTHER) == []  # evicted in turn: its history went with it
     t.close()
+
+
+def with_sections(site: Site, **sections: object) -> SimpleNamespace:
+    """The site with `files:`/`syslog:` sections, which other parts of the tree add to the model."""
+    return SimpleNamespace(**{f.name: getattr(site, f.name) for f in fields(site)}, **sections)
+
+
+def test_inventory_gauges_and_the_history_bound_from_the_site(tmp_path: Path, site: Site) -> None:
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(f"mac,serial\n{MAC},FCH1\n00:56:2b:00:00:09,FCH9\n")
+    full = with_sections(site, files=SimpleNamespace(inventory=str(inventory)), syslog=SimpleNamespace(history=3))
+    clock, metrics = Clock(), Metrics(CollectorRegistry())
+    t = DeviceTracker(tmp_path / "state", lambda: full, clock=clock, metrics=metrics)  # type: ignore[arg-type, return-value]
+    t.dhcp_outcome(reply(MessageType.ACK))
+    t.dhcp_outcome(reply(MessageType.ACK, chaddr=OTHER, address=IPv4Address("198.18.0.101")))
+    for i in range(5):
+        syslog(t, clock, MsgKind.OTHER, text=f"line {i}")
+    t.update_metrics()
+    get = metrics.registry.get_sample_value
+    assert (get("bootstrapd_devices_missing"), get("bootstrapd_devices_unexpected")) == (1, 1)
+    assert [h.text for h in t.history(PHONE)] == ["line 2", "line 3", "line 4"]
+    r = t.report()
+    assert [(row["mac"], row["serial"], row["state"]) for row in r.rows] == [
+        (MAC, "FCH1", "in_progress"), ("00:56:2b:00:00:09", "FCH9", "missing"), (OTHER.hex(":"), None, "in_progress")]
+    t.close()
+    assert len(read_history(tmp_path / "state", PHONE)) == 3
+    inventory.unlink()  # unreadable after a reload: no inventory, rather than everybody unexpected
+    again = DeviceTracker(tmp_path / "state", lambda: full, clock=clock)  # type: ignore[arg-type, return-value]
+    assert again.inventory() is None and again.report().summary["unexpected"] is None
+    again.close()
