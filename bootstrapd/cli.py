@@ -7,8 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bootstrapd import __version__
+
+if TYPE_CHECKING:
+    from bootstrapd.config.model import Site
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -45,17 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _state_dir(args: argparse.Namespace) -> str | None:
     """The site's state_dir, or None after printing why the site file cannot be used."""
-    from bootstrapd.config import check_site
-
-    if not os.path.isfile(args.config):
-        print(f"bootstrapd {args.command}: no such file: {args.config}", file=sys.stderr)
-        return None
-    loaded = check_site(args.config)
-    if loaded.site is None:
-        for d in loaded.errors:
-            print(d, file=sys.stderr)
-        return None
-    return loaded.site.state_dir
+    site = _site(args)
+    return None if site is None else site.state_dir
 
 
 def _cmd_leases(args: argparse.Namespace) -> int:
@@ -98,6 +93,39 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _site(args: argparse.Namespace) -> Site | None:
+    """The loaded site, or None after printing why the site file cannot be used."""
+    from bootstrapd.config import check_site
+
+    if not os.path.isfile(args.config):
+        print(f"bootstrapd {args.command}: no such file: {args.config}", file=sys.stderr)
+        return None
+    loaded = check_site(args.config)
+    if loaded.site is None:
+        for d in loaded.errors:
+            print(d, file=sys.stderr)
+    return loaded.site
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from bootstrapd.signoff import StoreError, load_report, render
+
+    site = _site(args)
+    if site is None:
+        return EXIT_INVALID
+    try:
+        report, problems = load_report(site, time.time())
+    except StoreError as e:
+        print(f"bootstrapd report: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    for p in problems:
+        print(p, file=sys.stderr)
+    sys.stdout.write(render(report, args.format, site.site))
+    return EXIT_OK
+
+
 def _listing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
                     func: object) -> None:
     p = sub.add_parser(name, help=help)
@@ -129,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _listing_parser(sub, "leases", "list the lease database (also while the daemon runs)", _cmd_leases)
     _listing_parser(sub, "devices", "list every device seen and the furthest boot stage observed", _cmd_devices)
+
+    _listing_parser(sub, "report", "the sign-off report: every device's fate against the inventory", _cmd_report)
 
     lab = sub.add_parser("lab", help="lab tools: `lab demo` boots phones on a private virtual LAN (root)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)

@@ -64,7 +64,7 @@ def device_rows(devices: Iterable[Device]) -> list[Row]:
             "hostname": d.hostname,
             "first_seen": iso(d.first_seen),
             "last_seen": iso(d.last_seen),
-            "stage": d.stage.label,
+            "stage": d.stage.label if d.stage is not None else None,
         })
     return rows
 

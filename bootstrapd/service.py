@@ -124,7 +124,7 @@ class Service:
             start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=self.metrics.registry)
         self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
         self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
-        self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log)
+        self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log, metrics=self.metrics)
         self.dns = DnsServer(site, self.metrics, self.log, on_query=self.devices.dns_query,
                              on_query_types=QUERY_TYPES)
         await self.dns.start()

@@ -286,6 +286,30 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class StallAfter:
+    """No progress past a stage for this long -> stalled at that stage; null: that stage never stalls.
+
+    One key per stage that can stall (bootstrapd/floor/funnel.py); the terminal stages (resync_succeeded,
+    resync_failed, upgrade_succeeded, upgrade_failed) never do, so they have no key.
+    """
+
+    offered: Duration | None = field(default=30, metadata=meta("OFFER sent, no REQUEST yet"))
+    leased: Duration | None = field(
+        default=120, metadata=meta("ACK sent, nothing further (the phone waits a random resync delay)")
+    )
+    srv_looked_up: Duration | None = field(default=None, metadata=meta("SRV answered, no target looked up"))
+    targets_resolved: Duration | None = field(default=None, metadata=meta("SRV target resolved, no fetch"))
+    profile_fetched: Duration | None = field(default=300, metadata=meta("profile sent, no resync logged"))
+    resync_requested: Duration | None = field(default=120, metadata=meta("resync logged, no result"))
+    upgrade_requested: Duration | None = field(default=None, metadata=meta("upgrade logged, no result"))
+
+
+@dataclass(frozen=True)
+class Floor:
+    stall_after: StallAfter = field(default_factory=StallAfter, metadata=meta("stall budget per stage"))
+
+
+@dataclass(frozen=True)
 class Site:
     site: str = field(metadata=meta("site name for logs and metric labels"))
     listen: Listen = field(metadata=meta("where bootstrapd serves"))
@@ -296,3 +320,4 @@ class Site:
     syslog: Syslog | None = field(default=None, metadata=meta("the phones' syslog sink; omit: none"))
     metrics: Metrics = field(default_factory=Metrics, metadata=meta("Prometheus"))
     logging: Logging = field(default_factory=Logging, metadata=meta("structured logs"))
+    floor: Floor = field(default_factory=Floor, metadata=meta("the device funnel: when a device is stalled"))

@@ -1,110 +1,78 @@
-"""Every device seen, and the furthest step of its bootstrap that bootstrapd could observe.
+"""Every device seen, and where it is in the funnel (bootstrapd/floor), fed by every protocol's shell.
 
-The DHCP shell reports each reply it sent (after the lease is durable); the DNS shell reports answered
-SRV, A and AAAA queries with the client's address. A device's stage only moves forward:
+The shell of the funnel: each protocol's outcome becomes a `floor.funnel.Event` for one device, and the
+core's `apply` decides the stage. The reports:
+- DHCP: each reply sent (after the lease is durable) -> offered / leased;
+- DNS: answered `_ciscoprov*` SRV queries and A/AAAA queries for an SRV target, from an address we leased
+  -> srv_looked_up / targets_resolved;
+- files: each transfer's `Fetched`/`Refused` -> profile_fetched (or history only), with model and firmware;
+- syslog: each message -> resync_* / upgrade_* (or history only), by the MAC it names, else by the lease
+  of its source address (a disagreement is recorded on the device).
 
-    offered -> leased -> srv_looked_up -> targets_resolved
-
-`srv_looked_up`: a `_ciscoprov*` SRV query (mpp-bootstrap.md section 5) answered NOERROR came from the
-address we leased it; `targets_resolved`: after that, an A/AAAA query for one of the site's SRV targets
-from the same address. A device that fetched its profile by a URL from option 160 stays at `leased`.
-
-Records live in `<state_dir>/devices.sqlite3` (WAL, synchronous=NORMAL), beside the lease store and not in
-it: device stages are bookkeeping, so they are written in one transaction per second without an fsync
-each; a crash may lose the last second of stages, never a lease. `bootstrapd devices` reads the file while
-the daemon runs. Memory and the table are bounded: past `max_devices` the least recently seen is dropped.
+Records live in `<state_dir>/devices.sqlite3` (device_store.py; WAL, synchronous=NORMAL), beside the lease
+store and not in it: device stages are bookkeeping, written in one transaction per second without an fsync
+each, so a crash may lose the last second of events, never a lease, and never counts a device twice (one
+row per MAC). `bootstrapd devices` and `bootstrapd report` read the file while the daemon runs. Memory
+and the tables are bounded: past `max_devices` the least recently seen is dropped, and each device keeps
+its last `syslog.history` (default 50) fetches and syslog lines.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import dataclasses
 import ipaddress
 import itertools
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType
 from bootstrapd.dhcp.outcome import Reply, Silent
-from bootstrapd.dhcp.store_sqlite import readonly_uri
 from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
-from bootstrapd.errors import StoreError
+from bootstrapd.files.inventory import Inventory
+from bootstrapd.files.outcome import Fetched, Refused
+from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets, overdue
+from bootstrapd.floor.report import Report, build_report, safe
+from bootstrapd.observability.device_sources import (
+    QTYPE_A,
+    QTYPE_AAAA,
+    QTYPE_SRV,
+    QUERY_TYPES,
+    SyslogMessage,
+    fetch_event,
+    load_inventory,
+    syslog_event,
+)
+from bootstrapd.observability.device_store import (
+    COLUMNS,
+    DB_NAME,
+    SCHEMA_VERSION,
+    Device,
+    HistoryEntry,
+    device,
+    history,
+    open_writer,
+    read_devices,
+)
+from bootstrapd.observability.device_writer import Writer
+from bootstrapd.observability.metrics import Metrics, model_label
 
-DB_NAME = "devices.sqlite3"
-SCHEMA_VERSION = 1
+__all__ = ["DB_NAME", "FLUSH_INTERVAL", "FLUSH_SLICE", "QUERY_TYPES", "SCHEMA_VERSION", "Device", "DeviceTracker",
+           "Stage", "read_devices", "srv_targets"]
+
 FLUSH_INTERVAL = 1.0
 # Rows per transaction when the timer flushes, the next slice following at once: a busy floor's second of
 # changes (3,000 devices at 3,000 DORA/s) written in one go held the event loop, and with it every DHCP and
 # DNS reply, for tens of milliseconds once a second (bench/dhcp p99).
 FLUSH_SLICE = 128
 MAX_DEVICES = 100_000
-QTYPE_A, QTYPE_AAAA, QTYPE_SRV = 1, 28, 33  # RFC 1035 3.2.2, RFC 3596, RFC 2782
-QUERY_TYPES = frozenset({QTYPE_A, QTYPE_AAAA, QTYPE_SRV})  # what the DNS shell needs to report to us
-
-
-class Stage(enum.IntEnum):
-    """How far a device got, in boot order; the lower-case name is what the database and CLI show."""
-
-    OFFERED = 1  # we sent it a DHCPOFFER (RFC 2131 4.3.1)
-    LEASED = 2  # we sent it a DHCPACK (RFC 2131 4.3.2)
-    SRV_LOOKED_UP = 3  # a _ciscoprov SRV query from its leased address was answered (RFC 2782)
-    TARGETS_RESOLVED = 4  # then an A/AAAA query for an SRV target from that address was answered
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-_STAGES = {s.label: s for s in Stage}
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS devices (
-    chaddr       BLOB PRIMARY KEY,     -- client hardware address (hlen bytes)
-    address      INTEGER,              -- last address offered or leased, IPv4 as an unsigned integer
-    stage        TEXT NOT NULL CHECK (stage IN ({", ".join(repr(s) for s in _STAGES)})),
-    device_class TEXT,
-    vendor_class TEXT,                 -- option 60
-    hostname     TEXT,                 -- option 12
-    first_seen   REAL NOT NULL,        -- epoch seconds
-    last_seen    REAL NOT NULL
-);
-"""
-_COLUMNS = "chaddr, address, stage, device_class, vendor_class, hostname, first_seen, last_seen"
-_UPSERT = f"INSERT OR REPLACE INTO devices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-@dataclass(slots=True)
-class Device:
-    chaddr: bytes
-    address: ipaddress.IPv4Address | None
-    stage: Stage
-    device_class: str | None
-    vendor_class: str | None
-    hostname: str | None
-    first_seen: float
-    last_seen: float
-
-    @property
-    def mac(self) -> str:
-        return self.chaddr.hex(":")
-
-    def row(self) -> tuple[object, ...]:
-        address = int(self.address) if self.address is not None else None
-        return (self.chaddr, address, self.stage.label, self.device_class, self.vendor_class, self.hostname,
-                self.first_seen, self.last_seen)
-
-
-def _device(row: tuple[Any, ...]) -> Device:
-    chaddr, address, stage, klass, vendor, hostname, first, last = row
-    addr = ipaddress.IPv4Address(address) if address is not None else None
-    return Device(chaddr, addr, _STAGES[stage], klass, vendor, hostname, first, last)
+HISTORY = 50  # entries kept per device when the site has no `syslog.history`
+_TRACKED: tuple[Stage | Upgrade, ...] = (*Stage, Upgrade.REQUESTED)  # who is in which stage, in entry order
 
 
 def srv_targets(site: Site) -> frozenset[str]:
@@ -117,42 +85,38 @@ def srv_targets(site: Site) -> frozenset[str]:
     return frozenset(names)
 
 
+def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
+    """How many are overdue: they entered in time order, so only those (and one more) are visited."""
+    return sum(1 for _ in itertools.takewhile(lambda since: overdue(since, limit, now), members.values()))
+
+
 class DeviceTracker:
     """In-memory devices (LRU-ordered) mirrored to SQLite by `flush`, which `start` runs every second."""
 
     def __init__(self, state_dir: str | Path, site: Callable[[], Site], log: Any = None, *,
-                 clock: Callable[[], float] = time.time, max_devices: int = MAX_DEVICES) -> None:
+                 clock: Callable[[], float] = time.time, max_devices: int = MAX_DEVICES,
+                 metrics: Metrics | None = None) -> None:
         self.path = Path(state_dir) / DB_NAME
         self._site = site
         self._log = log
         self._clock = clock
         self._max = max_devices
+        self._metrics = metrics
         self._devices: OrderedDict[bytes, Device] = OrderedDict()
-        self._by_address: dict[str, bytes] = {}  # leased address -> chaddr, for DNS attribution
-        self._dirty: set[bytes] = set()
-        self._evicted: set[bytes] = set()
+        self._by_address: dict[str, bytes] = {}  # leased address -> chaddr, for DNS/file/syslog attribution
+        # Per stage label, its devices in the order they entered it: the front ones are the stalled ones.
+        self._in_stage: dict[Stage | Upgrade, OrderedDict[bytes, float]] = {s: OrderedDict() for s in _TRACKED}
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
+        self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
-        self._conn = self._open()
-        for row in self._conn.execute(f"SELECT {_COLUMNS} FROM devices ORDER BY last_seen"):
-            device = _device(row)
-            self._devices[device.chaddr] = device
-            self._index(device)
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # no fsync per commit: stages may lag a crash
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: device table schema {version} is newer than this bootstrapd")
-            if version == 0:
-                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open device table {self.path}: {e}") from e
-        return conn
+        self._writer = Writer(open_writer(self.path), log)
+        rows = self._writer.conn.execute(f"SELECT {COLUMNS} FROM devices ORDER BY last_seen").fetchall()
+        for d in sorted((device(r) for r in rows), key=lambda d: d.funnel.since):
+            self._devices[d.chaddr] = d
+            self._place(d, None)
+        for d in sorted(self._devices.values(), key=lambda d: d.last_seen):  # LRU order
+            self._devices.move_to_end(d.chaddr)
+            self._index(d)
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -160,51 +124,140 @@ class DeviceTracker:
     def get(self, chaddr: bytes) -> Device | None:
         return self._devices.get(chaddr)
 
-    # -- reports ------------------------------------------------------------------------------------------
+    def states(self) -> list[DeviceState]:
+        return [d.funnel for d in self._devices.values()]
+
+    def history(self, chaddr: bytes) -> list[HistoryEntry]:
+        """A device's history, oldest first: what is written, then what is still pending, within the bound."""
+        entries = [*history(self._writer.conn, chaddr), *self._writer.pending_history(chaddr)]
+        return entries[-self._history_max():]
+
+    # -- reports from the shells ---------------------------------------------------------------------------
     def dhcp_outcome(self, outcome: Reply | Silent) -> None:
         """From the DHCP shell: each reply sent, and each RELEASE/DECLINE, after its lease is durable."""
         lease = outcome.lease
         if lease is None or not lease.chaddr:  # NAK, INFORM's ACK, a RELEASE of nothing
             return
         now = self._clock()
-        # A RELEASE or DECLINE from a device we have no record of: it had been leased (before this table).
-        device = self._touch(lease.chaddr, now, min(now, lease.first_seen),
-                             Stage.LEASED if isinstance(outcome, Silent) else Stage.OFFERED)
+        known = self._devices.get(lease.chaddr)
         if isinstance(outcome, Silent):  # released or declined: its DNS queries are no longer its own
-            self._unindex(device)
-            device.address = device.address or lease.address
+            # A RELEASE or DECLINE from a device we have no record of: it had been leased (before this table).
+            d = self._event(lease.chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
+            self._unindex(d)
+            d.address = d.address or lease.address
             return
-        if outcome.msg_type is MessageType.OFFER:
-            stage = Stage.OFFERED
-        elif outcome.msg_type is MessageType.ACK:
-            stage = Stage.LEASED
-        else:
+        if outcome.msg_type not in (MessageType.OFFER, MessageType.ACK):
             return
-        self._unindex(device)
-        device.address = lease.address
-        device.device_class = outcome.device_class
-        device.vendor_class = lease.vendor_class or device.vendor_class
-        device.hostname = lease.hostname or device.hostname
-        device.stage = max(device.stage, stage)
-        if stage is Stage.LEASED:
-            self._index(device)
+        kind = Kind.OFFERED if outcome.msg_type is MessageType.OFFER else Kind.LEASED
+        model = model_label(lease.vendor_class)
+        detail = Detail(address=str(lease.address), model=model if model != "other" else None)
+        if known is not None:
+            self._unindex(known)
+        d = self._event(lease.chaddr, now, kind, detail, first_seen=lease.first_seen)
+        d.address = lease.address
+        d.device_class = outcome.device_class
+        d.vendor_class = lease.vendor_class or d.vendor_class
+        d.hostname = lease.hostname or d.hostname
+        if kind is Kind.LEASED:
+            self._index(d)
 
     def dns_query(self, client: str, qname: str, qtype: int, rcode: Rcode) -> None:
         """From the DNS shell (on the hot path: the address lookup comes first and mostly ends it)."""
         chaddr = self._by_address.get(client)
         if chaddr is None or rcode != Rcode.NOERROR:
             return
-        device = self._devices.get(chaddr)
-        if device is None:
+        d = self._devices.get(chaddr)
+        if d is None:
             return
         if qtype == QTYPE_SRV and qname.startswith("_ciscoprov"):
-            stage = Stage.SRV_LOOKED_UP
-        elif qtype in (QTYPE_A, QTYPE_AAAA) and device.stage >= Stage.SRV_LOOKED_UP and qname in self._srv_targets():
-            stage = Stage.TARGETS_RESOLVED
+            kind = Kind.SRV_LOOKED_UP
+        elif (qtype in (QTYPE_A, QTYPE_AAAA) and d.stage is not None and d.stage >= Stage.SRV_LOOKED_UP
+              and qname in self._srv_targets()):
+            kind = Kind.TARGETS_RESOLVED
         else:
             return
-        self._touch(chaddr, self._clock())
-        device.stage = max(device.stage, stage)
+        self._event(chaddr, self._clock(), kind)
+
+    def file_fetch(self, outcome: Fetched | Refused) -> None:
+        """From the file service's shells (TFTP, HTTP, HTTPS): each transfer's outcome, when it ends."""
+        found = fetch_event(outcome, self._by_address.get)
+        if found is None:
+            self._count_unattributed("files")
+            return
+        chaddr, kind, detail, text = found
+        if detail.conflict and self._metrics is not None:
+            self._metrics.device_mac_conflicts.labels("files").inc()
+        self._event(chaddr, self._clock(), kind, detail, text=text)
+
+    def syslog_message(self, now: float, source: ipaddress.IPv4Address, msg: SyslogMessage) -> None:
+        """From the syslog sink: each message, with its receive time and source address."""
+        found = syslog_event(source, msg, self._by_address.get)
+        if found is None:
+            self._count_unattributed("syslog")
+            return
+        chaddr, kind, detail = found
+        if detail.conflict and self._metrics is not None:
+            self._metrics.device_mac_conflicts.labels("syslog").inc()
+        self._event(chaddr, now, kind, detail, text=safe(msg.text) or "")
+
+    # -- the fold -----------------------------------------------------------------------------------------
+    def _event(self, chaddr: bytes, now: float, kind: Kind | None, detail: Detail = NO_DETAIL, *,
+               first_seen: float | None = None, text: str | None = None) -> Device:
+        """Fold one event into its device (created when new); `kind` None only marks it seen."""
+        d = self._devices.get(chaddr)
+        mac = chaddr.hex(":")
+        if d is None:
+            state = DeviceState(mac, now, since=now)
+            d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
+            self._writer.revived(chaddr)
+            self._evict()
+        else:
+            self._devices.move_to_end(chaddr)
+        before = d.funnel
+        d.last_seen = max(d.last_seen, now)
+        after = apply(before, Event(now, mac, kind, detail)) if kind is not None else before
+        if first_seen is not None and first_seen < after.first_seen:
+            after = dataclasses.replace(after, first_seen=first_seen)
+        if after is not before:
+            d.funnel = after
+            self._place(d, before)
+        if text is not None and kind is not None:
+            d.history_seq += 1
+            self._writer.add_history(chaddr, HistoryEntry(d.history_seq, now, kind.value, text), self._history_max())
+        self._writer.dirty.add(chaddr)
+        return d
+
+    def _place(self, d: Device, before: DeviceState | None) -> None:
+        """Keep `_in_stage` in step with the device's stage and upgrade."""
+        s, b = d.funnel, before
+        if b is None or (b.stage, b.since) != (s.stage, s.since):
+            if b is not None and b.stage is not None:
+                self._in_stage[b.stage].pop(d.chaddr, None)
+            if s.stage is not None:
+                self._in_stage[s.stage][d.chaddr] = s.since
+        up = self._in_stage[Upgrade.REQUESTED]
+        if s.upgrade is Upgrade.REQUESTED and s.upgrade_since is not None:
+            if b is None or b.upgrade_since != s.upgrade_since:
+                up.pop(d.chaddr, None)
+                up[d.chaddr] = s.upgrade_since
+        else:
+            up.pop(d.chaddr, None)
+
+    def _evict(self) -> None:
+        while len(self._devices) > self._max:
+            _, old = self._devices.popitem(last=False)
+            self._unindex(old)
+            for members in self._in_stage.values():
+                members.pop(old.chaddr, None)
+            self._writer.evicted(old.chaddr)
+
+    def _history_max(self) -> int:
+        syslog = getattr(self._site(), "syslog", None)
+        return int(getattr(syslog, "history", None) or HISTORY)
+
+    def _count_unattributed(self, source: str) -> None:
+        if self._metrics is not None:
+            self._metrics.device_events_unattributed.labels(source).inc()
 
     def _srv_targets(self) -> frozenset[str]:
         site = self._site()
@@ -212,57 +265,62 @@ class DeviceTracker:
             self._targets = (site, srv_targets(site))
         return self._targets[1]
 
-    def _touch(self, chaddr: bytes, now: float, first_seen: float | None = None,
-               stage: Stage = Stage.OFFERED) -> Device:
-        device = self._devices.get(chaddr)
-        if device is None:
-            first = now if first_seen is None else first_seen
-            device = self._devices[chaddr] = Device(chaddr, None, stage, None, None, None, first, now)
-            self._evicted.discard(chaddr)
-            while len(self._devices) > self._max:
-                _, old = self._devices.popitem(last=False)
-                self._unindex(old)
-                self._dirty.discard(old.chaddr)
-                self._evicted.add(old.chaddr)
-        else:
-            self._devices.move_to_end(chaddr)
-            device.last_seen = max(device.last_seen, now)
-        self._dirty.add(chaddr)
-        return device
+    def inventory(self) -> Inventory | None:
+        """The site's inventory (read again after a reload), or None when it has none or it is unreadable."""
+        return self._expected()[0]
 
-    def _index(self, device: Device) -> None:
-        if device.address is not None and device.stage >= Stage.LEASED:
-            self._by_address[str(device.address)] = device.chaddr
+    def _expected(self) -> tuple[Inventory | None, frozenset[bytes]]:
+        site = self._site()
+        if self._inventory[0] is not site:
+            inventory, problems = load_inventory(site)
+            for p in problems:
+                if self._log is not None:
+                    self._log.warning("devices.inventory_problem", problem=p)
+            rows = inventory.rows if inventory is not None else ()
+            macs = frozenset(bytes.fromhex(r.mac.replace(":", "")) for r in rows)
+            self._inventory = (site, inventory, macs)
+        return self._inventory[1], self._inventory[2]
 
-    def _unindex(self, device: Device) -> None:
-        if device.address is not None and self._by_address.get(str(device.address)) == device.chaddr:
-            del self._by_address[str(device.address)]
+    def _index(self, d: Device) -> None:
+        if d.address is not None and d.stage is not None and d.stage >= Stage.LEASED:
+            self._by_address[str(d.address)] = d.chaddr
+
+    def _unindex(self, d: Device) -> None:
+        if d.address is not None and self._by_address.get(str(d.address)) == d.chaddr:
+            del self._by_address[str(d.address)]
+
+    # -- views --------------------------------------------------------------------------------------------
+    def report(self, now: float | None = None) -> Report:
+        """The sign-off report of the devices in memory (the live floor page)."""
+        now = self._clock() if now is None else now
+        return build_report(self.states(), self.inventory(), now, budgets(self._site().floor.stall_after))
+
+    def update_metrics(self, now: float | None = None) -> None:
+        """The stage gauges, from `_in_stage` (stalled: the front of each stage's entry order)."""
+        if self._metrics is None:
+            return
+        now = self._clock() if now is None else now
+        limits = budgets(self._site().floor.stall_after)
+        m = self._metrics
+        for stage, members in self._in_stage.items():
+            label = stage.label
+            if isinstance(stage, Stage):
+                m.devices_by_stage.labels(label).set(len(members))
+            limit = limits.get(label)
+            stalled = _count_stalled(members, limit, now)
+            m.devices_stalled.labels(label).set(stalled)
+        m.devices_tracked.set(len(self._devices))
+        inventory, expected = self._expected()
+        if inventory is not None:
+            seen = sum(1 for c in expected if c in self._devices)
+            m.devices_missing.set(len(expected) - seen)
+            m.devices_unexpected.set(len(self._devices) - seen)
 
     # -- persistence --------------------------------------------------------------------------------------
     def flush(self, limit: int | None = None) -> bool:
         """Write the changed devices (at most `limit` of them) in one transaction; on failure they stay
         pending for the next flush. True when this one succeeded and more changes are waiting."""
-        if not self._dirty and not self._evicted:
-            return False
-        dirty = list(self._dirty if limit is None else itertools.islice(self._dirty, limit))
-        room = None if limit is None else max(0, limit - len(dirty))
-        evicted = list(self._evicted if room is None else itertools.islice(self._evicted, room))
-        rows = [self._devices[c].row() for c in dirty]
-        gone = [(c,) for c in evicted]
-        try:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(_UPSERT, rows)
-            self._conn.executemany("DELETE FROM devices WHERE chaddr = ?", gone)
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            if self._log is not None:
-                self._log.warning("devices.flush_failed", error=str(e), pending=len(rows) + len(gone))
-            return False  # not at once again: the next try is a FLUSH_INTERVAL away
-        self._dirty.difference_update(dirty)
-        self._evicted.difference_update(evicted)
-        return bool(self._dirty or self._evicted)
+        return self._writer.flush(self._devices, limit)
 
     def start(self) -> None:
         """Flush every FLUSH_INTERVAL seconds on the running loop: what is pending at the tick, in slices of
@@ -272,7 +330,12 @@ class DeviceTracker:
 
         def tick(budget: int | None = None) -> None:
             if budget is None:
-                budget = len(self._dirty) + len(self._evicted)
+                budget = self._writer.pending()
+                try:
+                    self.update_metrics()
+                except Exception as e:  # a bug in a view must not stop the flushes
+                    if self._log is not None:
+                        self._log.error("devices.metrics_failed", error=repr(e))
             more = self.flush(min(FLUSH_SLICE, budget))
             budget -= FLUSH_SLICE
             if more and budget > 0:
@@ -289,22 +352,4 @@ class DeviceTracker:
         try:
             self.flush()
         finally:
-            self._conn.close()
-
-
-def read_devices(state_dir: str | Path) -> list[Device]:
-    """Every device recorded in `<state_dir>/devices.sqlite3`, read-only (also while the daemon runs)."""
-    path = Path(state_dir) / DB_NAME
-    if not path.is_file():
-        raise StoreError(f"no device table at {path} (has bootstrapd run with this state_dir?)")
-    try:
-        conn = sqlite3.connect(readonly_uri(path), uri=True)
-        try:
-            conn.execute("PRAGMA busy_timeout = 1000")
-            if int(conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{path} is not a bootstrapd device table of this version")
-            return [_device(row) for row in conn.execute(f"SELECT {_COLUMNS} FROM devices")]
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot read device table {path}: {e}") from e
+            self._writer.conn.close()

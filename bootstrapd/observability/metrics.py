@@ -68,6 +68,29 @@ class Metrics:
         self.devices_by_model = Counter(
             f"{p}_devices_seen_by_model_total", "new devices seen, by model from option 60", ["model"], registry=r
         )
+        # The funnel (observability/devices.py), set on the tracker's tick
+        self.devices_by_stage = Gauge(
+            f"{p}_devices_by_stage", "devices whose current funnel stage is this one", ["stage"], registry=r
+        )
+        self.devices_stalled = Gauge(
+            f"{p}_devices_stalled", "devices in this stage for longer than floor.stall_after", ["stage"], registry=r
+        )
+        self.devices_tracked = Gauge(f"{p}_devices_tracked", "devices in the device table", registry=r)
+        self.devices_missing = Gauge(
+            f"{p}_devices_missing", "inventory devices never seen (0 without an inventory)", registry=r
+        )
+        self.devices_unexpected = Gauge(
+            f"{p}_devices_unexpected", "devices seen that are not in the inventory", registry=r
+        )
+        self.device_events_unattributed = Counter(
+            f"{p}_device_events_unattributed_total",
+            "file transfers and syslog messages that named no device we could tell", ["source"], registry=r
+        )
+        self.device_mac_conflicts = Counter(
+            f"{p}_device_mac_conflicts_total",
+            "events whose sources disagreed on the device's MAC (path, User-Agent, message, lease)", ["source"],
+            registry=r,
+        )
         self.rogue_offers = Counter(
             f"{p}_dhcp_foreign_offers_total", "OFFERs seen from other DHCP servers", registry=r
         )

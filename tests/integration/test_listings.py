@@ -1,4 +1,4 @@
-"""`bootstrapd leases` and `bootstrapd devices` read the databases of the running daemon in the lab."""
+"""`bootstrapd leases`, `devices` and `report` read the databases of the running daemon in the lab."""
 
 from __future__ import annotations
 
@@ -115,6 +115,14 @@ def test_devices_listed_with_the_furthest_stage_each_reached(lan: StagingLan, tm
     assert table[0].split() == ["MAC", "ADDRESS", "CLASS", "MODEL", "VENDOR_CLASS", "HOSTNAME", "FIRST_SEEN",
                                 "LAST_SEEN", "STAGE"]
     assert any(line.split()[0] == offered_only and line.split()[-1] == "offered" for line in table[1:])
+
+    # The sign-off report is a view of the same table: nobody done yet, nobody stalled within seconds.
+    report = json.loads(listing(daemon, "report", "json"))
+    rows = {r["mac"]: r for r in report["devices"]}
+    assert report["summary"]["seen"] == len(rows) >= 3 and report["summary"]["done"] == 0
+    assert (rows[phone.mac("eth0")]["stage"], rows[phone.mac("eth0")]["state"]) == ("targets_resolved", "in_progress")
+    assert rows[phone.mac("eth0")]["model"] == "CP-8841-3PCC" and rows[offered_only]["stage"] == "offered"
+    assert rows[offered_only]["address"] == offer.yiaddr
 
     # Stages survive a restart (flushed at stop), and DNS attribution too: the phone is still known by address.
     daemon.stop()

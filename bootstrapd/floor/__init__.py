@@ -1,0 +1,1 @@
+"""The device funnel: protocol outcomes as events, folded into per-device stages, stalls and the report."""
