@@ -159,8 +159,10 @@ class Service:
             self.dns.lease_records.remove(name, lease.address)
 
     def _syslog_message(self, now: float, source: IPv4Address, msg: SyslogMessage) -> None:
-        """The one hook for each accepted syslog message (already logged as `syslog.message`); the funnel's
-        device tracker takes it from here."""
+        """The one hook for each accepted syslog message (already logged as `syslog.message`): the funnel's
+        device tracker ties it to a device (its MAC, else the source address's lease) and moves its stage."""
+        if self.devices is not None:
+            self.devices.syslog_message(now, source, msg)
 
     async def _shutdown(self) -> None:
         if self._probe is not None:
