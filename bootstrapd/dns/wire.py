@@ -21,7 +21,8 @@ CLASS_IN = 1  # RFC 1035 section 3.2.4
 
 
 class Rcode(enum.IntEnum):
-    """Response codes: RFC 1035 section 4.1.1; BADVERS is RFC 6891 section 9 (extended, via OPT)."""
+    """Response codes: RFC 1035 section 4.1.1 (NOTAUTH: RFC 8945); BADVERS is RFC 6891 section 9 (extended,
+    via OPT)."""
 
     NOERROR = 0
     FORMERR = 1
@@ -29,6 +30,7 @@ class Rcode(enum.IntEnum):
     NXDOMAIN = 3
     NOTIMP = 4
     REFUSED = 5
+    NOTAUTH = 9  # RFC 8945 section 5.2: TSIG from a key we do not hold
     BADVERS = 16
 
 
@@ -51,6 +53,7 @@ class QType(enum.IntEnum):
     DNSKEY = 48  # RFC 4034
     SVCB = 64  # RFC 9460
     HTTPS = 65  # RFC 9460
+    TSIG = 250  # RFC 8945
     IXFR = 251  # RFC 1995
     AXFR = 252  # RFC 5936
     ANY = 255  # RFC 8482: answered minimally

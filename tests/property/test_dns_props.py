@@ -3,6 +3,7 @@ dnspython and answers the query it came from, and the prepared fast path agrees 
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
 from hypothesis import HealthCheck, given, settings
@@ -62,3 +63,21 @@ def test_prepared_equals_fresh(name: str, rdtype: str | int, edns: int, payload:
     assert R.respond(wire, tcp=tcp)[0] == fresh
     check(wire, tcp)
 
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(NAMES), st.sampled_from(TYPES), st.lists(st.tuples(st.sampled_from([8, 10, 12, 15, 65001]),
+       st.binary(max_size=44)), max_size=3), st.data(), st.booleans())
+def test_same_bytes_same_reply_cold_or_prepared(name: str, rdtype: str | int, options: list[tuple[int, bytes]],
+                                                data: st.DataObject, tcp: bool) -> None:
+    """EDNS options, some mangled in their lengths or contents: a responder that has the name's answer
+    prepared replies exactly as one that never saw it (the fast path applies the slow path's rules)."""
+    wire = bytearray(query(name, rdtype, edns=0, options=[dns.edns.GenericOption(c, v) for c, v in options]))
+    opt_at = len(query(name, rdtype))  # the OPT follows the question
+    for _ in range(data.draw(st.integers(0, 2))):
+        at = data.draw(st.integers(opt_at, len(wire) - 1))
+        wire[at] = data.draw(st.integers(0, 255))
+    fresh = Responder(Zone.from_site(make_site())).respond(bytes(wire), tcp=tcp)
+    R.respond(query(name, rdtype, edns=0), tcp=tcp)  # prepares the name's answer
+    assert R.respond(bytes(wire), tcp=tcp)[0] == fresh[0]
+    check(bytes(wire), tcp)
