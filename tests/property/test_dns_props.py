@@ -28,7 +28,7 @@ def check(data: bytes, tcp: bool = False) -> None:
         return
     assert reply[:2] == data[:2]  # the client's ID
     assert len(reply) <= (65535 if tcp else 1232)
-    msg = dns.message.from_wire(reply, ignore_trailing=False)
+    msg = dns.message.from_wire(reply, ignore_trailing=False, keyring=False)  # our BADKEY TSIG is unsigned
     assert msg.flags & dns.flags.QR and not msg.flags & dns.flags.RA
 
 
