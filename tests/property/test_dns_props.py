@@ -67,7 +67,7 @@ def test_prepared_equals_fresh(name: str, rdtype: str | int, edns: int, payload:
 
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(NAMES), st.sampled_from(TYPES), st.lists(st.tuples(st.sampled_from([8, 10, 12, 15, 65001]),
        st.binary(max_size=44)), max_size=3), st.data(), st.booleans())
 def test_same_bytes_same_reply_cold_or_prepared(name: str, rdtype: str | int, options: list[tuple[int, bytes]],
@@ -88,7 +88,7 @@ def test_same_bytes_same_reply_cold_or_prepared(name: str, rdtype: str | int, op
 KEYRING = dns.tsigkeyring.from_text({"name.": "c2VjcmV0c2VjcmV0c2VjcmV0"})
 
 
-@SETTINGS
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(NAMES), st.sampled_from(TYPES), st.integers(-1, 0), st.data(), st.booleans())
 def test_mutated_signed_queries(name: str, rdtype: str | int, edns: int, data: st.DataObject, tcp: bool) -> None:
     """TSIG-signed queries with octets changed or cut (mostly in the TSIG): replies parse, cold equals
