@@ -145,15 +145,15 @@ def test_tcp_idle_connections_are_closed() -> None:
 def test_tcp_query_not_delivered_in_time_closes_the_connection() -> None:
     """A connection that sends nothing, or a length prefix and then nothing, is closed after the short
     query timeout, not the idle timeout; one that has been answered may stay idle for longer."""
-    server = InProcessServer(make_site(), tcp_query_timeout=0.3, tcp_idle_timeout=10)
+    server = InProcessServer(make_site(), tcp_query_timeout=1.0, tcp_idle_timeout=10)
     try:
         with connect(server) as silent, connect(server) as prefix_only, connect(server) as served:
             prefix_only.sendall(b"\x00\x20")
             assert answered(served)
             t0 = time.monotonic()
             assert closed_by_peer(silent) and closed_by_peer(prefix_only)
-            assert time.monotonic() - t0 < 2
-            assert not closed_by_peer(served, within=0.5)
+            assert time.monotonic() - t0 < 3
+            assert not closed_by_peer(served, within=1.5)
             assert answered(served, qid=2)
         server.stop()
         assert server.sample("bootstrapd_dns_drops_total", reason="tcp_timeout") == 2
