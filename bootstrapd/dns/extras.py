@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootstrapd.dns.wire import HEADER_LEN, QType
+from bootstrapd.dns.wire import HEADER_LEN, QType, TsigError
 
 _MAX_HOPS = 32  # compression pointers followed in one name before giving up (loops, RFC 1035 4.1.4)
 _COOKIE = 10  # RFC 7873 section 4: COOKIE option code
 _RR_FIXED = 10  # TYPE, CLASS, TTL, RDLENGTH
-TSIG_BADKEY = 17  # RFC 8945 section 3: TSIG error "key not recognised"
 _CLASS_ANY = 255
 
 
@@ -143,9 +142,9 @@ def extras(data: bytes) -> Extras:
             return MALFORMED  # RFC 6891 section 6.1.1: one, root owner, additional section
         size, version, do = data[start + 3 : start + 5], data[start + 6], bool(data[start + 7] & 0x80)
         edns = Edns(int.from_bytes(size, "big"), version, do)
-        formerr = options_fault(data, start + 1 + _RR_FIXED, end)
-        if formerr and _whole_options(data, start + 1 + _RR_FIXED, end) is False:
-            return MALFORMED
+        if not _whole_options(data, start + 1 + _RR_FIXED, end):
+            return MALFORMED  # no OPT we can read: none in our reply
+        formerr = options_fault(data, start + 1 + _RR_FIXED, end)  # a bad COOKIE: our OPT still goes
     tsig = _tsig(data, tsigs[0][1], tsigs[0][3]) if tsigs else None
     if tsigs and tsig is None:
         return Extras(edns, True, None)
@@ -182,6 +181,6 @@ def _tsig(data: bytes, start: int, end: int) -> Tsig | None:
 
 def tsig_badkey(t: Tsig) -> bytes:
     """Our unsigned TSIG for a key we do not hold (RFC 8945 section 5.3.2): MAC size 0, error BADKEY."""
-    rdata = t.algorithm + t.time_fudge + b"\x00\x00" + t.original_id + TSIG_BADKEY.to_bytes(2, "big") + b"\x00\x00"
+    rdata = t.algorithm + t.time_fudge + b"\x00\x00" + t.original_id + TsigError.BADKEY.to_bytes(2, "big") + b"\x00\x00"
     head = QType.TSIG.to_bytes(2, "big") + _CLASS_ANY.to_bytes(2, "big") + b"\x00\x00\x00\x00"
     return t.key_name + head + len(rdata).to_bytes(2, "big") + rdata

@@ -34,6 +34,12 @@ class Rcode(enum.IntEnum):
     BADVERS = 16
 
 
+class TsigError(enum.IntEnum):
+    """The TSIG record's Error field (RFC 8945 section 3); only the one we send."""
+
+    BADKEY = 17  # the key is not one we hold (RFC 8945 section 5.2.2)
+
+
 class QType(enum.IntEnum):
     """Types we serve or name in metrics (RFC 1035 section 3.2.2 and the RFC in each comment)."""
 

@@ -141,13 +141,15 @@ class DnsServer:
         serial: int | None = None,
     ) -> None:
         """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
-        picks a free one, shared by UDP and TCP); `tcp_query_timeout` bounds the wait for a whole query on TCP
-(the first from the accept, later ones from their length prefix; `tcp_idle_timeout` is the wait for a
-later one's prefix); `batch_io` forces recvmmsg/sendmmsg on or off (None:
-        whenever available); `prepared_answers` bounds the prepared-reply cache (0: build every reply,
-        for measurement); `on_query` is called for each answered query whose qtype is in `on_query_types`
-        (the filter keeps other queries from paying for the client address); `serial` is the SOA serial
-        (default: a hash of the site's content)."""
+        picks a free one, shared by UDP and TCP); on TCP, `tcp_query_timeout` bounds the wait for a whole
+        query (the first from the accept, later ones from their length prefix) and `tcp_idle_timeout` the
+        wait for a later one's prefix; `max_tcp_per_source` (a quarter of the slots: one address never
+        holds them all) and `max_tcp_connections` cap connections, the longest idle giving way to a new
+        one; `batch_io` forces recvmmsg/sendmmsg on or off (None: whenever available);
+        `prepared_answers` bounds the prepared-reply cache (0: build every reply, for measurement);
+        `on_query` is called for each answered query whose qtype is in `on_query_types` (the filter
+        keeps other queries from paying for the client address); `serial` is the SOA serial (default: a
+        hash of the site's content)."""
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
         self._debug = _debug_enabled(self._log)
@@ -352,6 +354,9 @@ later one's prefix); `batch_io` forces recvmmsg/sendmmsg on or off (None:
             str(peer[0]), writer.transport.abort, time.monotonic())
         if evicted is not None:
             self._stats.record(_EVICTED, "tcp", None)
+            if self._debug:
+                self._log.debug("dns.tcp_evicted", client=evicted.source, idle_since=evicted.last,
+                                for_client=str(peer[0]))
         if task is None or slot is None:
             self._stats.record(_CONNECTION_LIMIT, "tcp", None)
             writer.close()
