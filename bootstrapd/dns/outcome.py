@@ -14,7 +14,9 @@ class DropReason(enum.Enum):
     SHORT_HEADER = "short_header"  # fewer than 12 octets: not even an ID to answer to (RFC 1035 4.1.1)
     NOT_A_QUERY = "not_a_query"  # QR set: a response; answering could start a loop between servers
     TOO_LONG = "too_long"  # TCP message over our bound, connection closed (design.md convention 9)
-    CONNECTION_LIMIT = "connection_limit"  # TCP connection over the cap, closed before reading
+    CONNECTION_LIMIT = "connection_limit"  # TCP connection refused: no slot (caps of 0)
+    IDLE_EVICTED = "idle_evicted"  # TCP connection closed, longest idle, to make room (RFC 7766 6.2.3)
+    TCP_TIMEOUT = "tcp_timeout"  # TCP connection closed: a query not delivered whole in the short timeout
     SEND_FAILED = "send_failed"  # socket buffer full or unreachable peer
 
 

@@ -1,21 +1,24 @@
 """Query bytes -> reply bytes (or None: drop) plus an Outcome, for one zone.
 
 The error ladder follows dnspython's server practice: fewer than 12 octets or QR set -> drop; bytes
-dnslib cannot parse -> FORMERR; opcode other than QUERY -> NOTIMP; EDNS version above 0 -> BADVERS
-(RFC 6891 section 6.1.3); anything escaping our own code -> SERVFAIL with the error in the Outcome.
+dnslib cannot parse -> FORMERR; opcode other than QUERY -> NOTIMP; a malformed OPT or TSIG -> FORMERR;
+EDNS version above 0 -> BADVERS (RFC 6891 section 6.1.3); a TSIG -> NOTAUTH with an unsigned BADKEY
+TSIG, as we hold no keys (RFC 8945 section 5.2.2); anything escaping our own code -> SERVFAIL with the
+error in the Outcome. Every reply to a query with a sound OPT carries ours (RFC 6891 section 7).
 
 The fast path reads only the header, the question and an optional lone OPT record, and answers from a
-prepared reply; everything else (first sight of a question, odd shapes) goes through dnslib.
+prepared reply; everything else (first sight of a question, odd shapes) goes through dnslib. It answers
+only what the slow path would answer the same way (bootstrapd.dns.extras judges the OPT for both).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
 
 from dnslib import DNSRecord
 
+from bootstrapd.dns.extras import Edns, extras, options_fault, tsig_badkey
 from bootstrapd.dns.lookup import Lookup, Result, lookup
 from bootstrapd.dns.names import Name, from_labels, to_text, wire_of_labels
 from bootstrapd.dns.outcome import DropReason, Outcome, dropped
@@ -49,15 +52,6 @@ _OPT_HEAD = b"\x00\x00\x29"  # root owner, TYPE OPT
 _SHORT_HEADER = dropped(DropReason.SHORT_HEADER)
 _NOT_A_QUERY = dropped(DropReason.NOT_A_QUERY)
 _REFUSED_TYPES = (QType.AXFR, QType.IXFR)  # zone transfers: nobody secondaries us
-
-
-@dataclass(frozen=True, slots=True)
-class Edns:
-    """The client's OPT record (RFC 6891 section 6.1.3)."""
-
-    size: int
-    version: int
-    do: bool
 
 
 class Responder:
@@ -100,6 +94,7 @@ class Responder:
             or data[qend : qend + 3] != _OPT_HEAD
             or data[qend + 6]  # EDNS version: BADVERS is the slow path's job
             or n != qend + OPT_LEN + int.from_bytes(data[qend + 9 : qend + 11], "big")
+            or (n > qend + OPT_LEN and options_fault(data, qend + OPT_LEN, n))  # FORMERR: the slow path's
         ):
             return None
         size = int.from_bytes(data[qend + 3 : qend + 5], "big")
@@ -121,20 +116,23 @@ class Responder:
             return None, _SHORT_HEADER
         if data[2] & QR:
             return None, _NOT_A_QUERY
+        ext = extras(data)
+        edns = ext.edns
         try:
             message = DNSRecord.parse(data)
         except Exception:  # dnslib's DNSError and whatever odd bytes provoke: not a valid message
-            return _error(data, Rcode.NOTIMP if data[2] & OPCODE_MASK else Rcode.FORMERR, None)
+            return _error(data, Rcode.NOTIMP if data[2] & OPCODE_MASK else Rcode.FORMERR, None, edns)
         q = _question(message)
-        edns = _message_edns(message)
         if data[2] & OPCODE_MASK:
             # No question echoed: other opcodes give the sections other meanings (an UPDATE's first
             # section is its zone and must be SOA), so a header-only NOTIMP is the reply every parser reads.
-            return _error(data, Rcode.NOTIMP, q, echo=False)
-        if q is None or edns is False:
-            return _error(data, Rcode.FORMERR, q)
+            return _error(data, Rcode.NOTIMP, q, edns, echo=False)
+        if q is None or ext.formerr:
+            return _error(data, Rcode.FORMERR, q, edns)
         if edns is not None and edns.version > 0:
             return _error(data, Rcode.BADVERS, q, edns)
+        if ext.tsig is not None:
+            return _error(data, Rcode.NOTAUTH, q, edns, tsig=tsig_badkey(ext.tsig))
         key = q.qname + q.wire[-4:]
         prepared = self._get(key)
         if prepared is None:
@@ -181,36 +179,29 @@ def _question(message: DNSRecord) -> Question | None:
     return Question(wire, qname, qtype, qclass)
 
 
-def _message_edns(message: DNSRecord) -> Edns | Literal[False] | None:
-    """The client's OPT, None without one; False when malformed (RFC 6891 section 6.1.1: only one, root
-    owner, in the additional section)."""
-    opts = [rr for rr in message.ar if rr.rtype == QType.OPT]
-    misplaced = any(rr.rtype == QType.OPT for rr in [*message.rr, *message.auth])
-    if not opts:
-        return False if misplaced else None
-    if misplaced or len(opts) > 1 or tuple(opts[0].rname.label):
-        return False
-    opt = opts[0]
-    return Edns(int(opt.rclass), (int(opt.ttl) >> 16) & 0xFF, bool(int(opt.ttl) & 0x8000))
-
-
-def _error(data: bytes, rcode: Rcode, q: Question | None, edns: Edns | None = None, echo: bool = True) -> Reply:
-    """A reply with no records: the client's ID, opcode and RD, our rcode, the question if readable (and
-    `echo`)."""
+def _error(data: bytes, rcode: Rcode, q: Question | None, edns: Edns | None = None, echo: bool = True,
+           tsig: bytes = b"") -> Reply:
+    """A reply with no records but ours: the client's ID, opcode and RD, our rcode, the question if
+    readable (and `echo`), our OPT when the query had a sound one, then `tsig` (the last record)."""
     flags = bytes((QR | (data[2] & (OPCODE_MASK | RD)), (int(rcode) & 0x0F) | (data[3] & CD)))
     opt = b"" if edns is None else opt_record(edns.do, int(rcode) >> 4)
     question = q.wire if q is not None and echo else b""
-    counts = (b"\x00\x01" if question else b"\x00\x00") + b"\x00\x00\x00\x00" + (_NO_AR if edns is None else _ONE_AR)
+    arcount = (edns is not None) + bool(tsig)
+    counts = (b"\x00\x01" if question else b"\x00\x00") + b"\x00\x00\x00\x00" + arcount.to_bytes(2, "big")
     if q is None:
-        return b"".join((data[:2], flags, counts, opt)), Outcome(None, None, "other", rcode)
+        return b"".join((data[:2], flags, counts, opt, tsig)), Outcome(None, None, "other", rcode)
     outcome = Outcome(to_text(q.qname), q.qtype, qtype_label(q.qtype), rcode)
-    return b"".join((data[:2], flags, counts, question, opt)), outcome
+    return b"".join((data[:2], flags, counts, question, opt, tsig)), outcome
 
 
 def _servfail(data: bytes, exc: Exception) -> Reply:
     error = f"{type(exc).__name__}: {exc}"
     if len(data) < HEADER_LEN:
         return None, Outcome(None, None, "other", None, drop=DropReason.SHORT_HEADER, error=error)
-    reply, _ = _error(data, Rcode.SERVFAIL, None)
+    try:
+        edns = extras(data).edns
+    except Exception:  # the bug may be in reading the OPT itself
+        edns = None
+    reply, _ = _error(data, Rcode.SERVFAIL, None, edns)
     return reply, Outcome(None, None, "other", Rcode.SERVFAIL, error=error)
 

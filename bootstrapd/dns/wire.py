@@ -21,7 +21,8 @@ CLASS_IN = 1  # RFC 1035 section 3.2.4
 
 
 class Rcode(enum.IntEnum):
-    """Response codes: RFC 1035 section 4.1.1; BADVERS is RFC 6891 section 9 (extended, via OPT)."""
+    """Response codes: RFC 1035 section 4.1.1 (NOTAUTH: RFC 8945); BADVERS is RFC 6891 section 9 (extended,
+    via OPT)."""
 
     NOERROR = 0
     FORMERR = 1
@@ -29,7 +30,14 @@ class Rcode(enum.IntEnum):
     NXDOMAIN = 3
     NOTIMP = 4
     REFUSED = 5
+    NOTAUTH = 9  # RFC 8945 section 5.2: TSIG from a key we do not hold
     BADVERS = 16
+
+
+class TsigError(enum.IntEnum):
+    """The TSIG record's Error field (RFC 8945 section 3); only the one we send."""
+
+    BADKEY = 17  # the key is not one we hold (RFC 8945 section 5.2.2)
 
 
 class QType(enum.IntEnum):
@@ -51,6 +59,7 @@ class QType(enum.IntEnum):
     DNSKEY = 48  # RFC 4034
     SVCB = 64  # RFC 9460
     HTTPS = 65  # RFC 9460
+    TSIG = 250  # RFC 8945
     IXFR = 251  # RFC 1995
     AXFR = 252  # RFC 5936
     ANY = 255  # RFC 8482: answered minimally

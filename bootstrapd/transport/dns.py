@@ -5,7 +5,9 @@ Answering inline is bounded work (a dictionary lookup and a join on the hot path
 between receive and reply; datagrams beyond what we keep up with wait in (and overflow from) the kernel's
 receive buffer, which the kernel counts.
 TCP (RFC 7766): two-octet length framing, several queries per connection answered in order, an idle
-timeout, a cap on concurrent connections and a bound on message size.
+timeout between queries, a short one for delivering a query (the first one counted from the accept),
+caps on connections in total and per client address that close the longest-idle connection to make
+room (bootstrapd.transport.dns_tcp), and a bound on message size.
 Counts are kept in plain dicts per query and pushed to Prometheus every `FLUSH_INTERVAL` seconds and on
 stop, because prometheus_client's labelled calls cost more than answering a prepared query.
 """
@@ -28,7 +30,8 @@ from bootstrapd.dns import LeaseRecords, LeaseTable, Responder, Zone
 from bootstrapd.dns.outcome import DropReason, Outcome, dropped
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.observability.metrics import Metrics
-from bootstrapd.transport import dns_mmsg
+from bootstrapd.transport import dns_mmsg, dns_tcp
+from bootstrapd.transport.dns_tcp import Slot, TcpSlots, read_message
 
 UDP_BATCH = 64  # datagrams per recvmmsg (or per wakeup without it)
 # Datagrams answered per wakeup before yielding to the event loop (DHCP shares it), in as many recvmmsg
@@ -39,12 +42,12 @@ UDP_BATCH = 64  # datagrams per recvmmsg (or per wakeup without it)
 UDP_BUDGET = 4 * UDP_BATCH
 UDP_RECV_SIZE = 4096  # larger datagrams are cut by the kernel and then FORMERR
 UDP_RCVBUF = 4 << 20  # ride out bursts (the kernel caps it at net.core.rmem_max)
-TCP_MAX_QUERY = 8192  # queries are tiny; anything longer closes the connection
 FLUSH_INTERVAL = 1.0
 
 _SEND_FAILED = dropped(DropReason.SEND_FAILED)
-_TOO_LONG = dropped(DropReason.TOO_LONG)
 _CONNECTION_LIMIT = dropped(DropReason.CONNECTION_LIMIT)
+_EVICTED = dropped(DropReason.IDLE_EVICTED)
+_NOT_QUERIES = (DropReason.CONNECTION_LIMIT, DropReason.SEND_FAILED, DropReason.IDLE_EVICTED, DropReason.TCP_TIMEOUT)
 
 # (client address, qname, qtype, rcode) of an answered query: the device tracker's view of DNS.
 QueryHook = Callable[[str, str, int, Rcode], None]
@@ -80,7 +83,7 @@ class _Stats:
             items = list(counts.items())
             counts.clear()
             for outcome, n in items:
-                if outcome.drop in (DropReason.CONNECTION_LIMIT, DropReason.SEND_FAILED):
+                if outcome.drop in _NOT_QUERIES:
                     m.dns_drops.labels(outcome.drop.value).inc(n)  # not a query of its own
                     continue
                 m.dns_queries.labels(outcome.qtype_label, transport).inc(n)
@@ -128,7 +131,9 @@ class DnsServer:
         *,
         bind: Sequence[tuple[str, int]] | None = None,
         tcp_idle_timeout: float = 10.0,
+        tcp_query_timeout: float = 3.0,
         max_tcp_connections: int = 64,
+        max_tcp_per_source: int = 16,
         batch_io: bool | None = None,
         prepared_answers: int = 20_000,
         on_query: QueryHook | None = None,
@@ -136,17 +141,22 @@ class DnsServer:
         serial: int | None = None,
     ) -> None:
         """`bind` overrides (listen.address, listen.dns_port), e.g. a loopback port for tests (port 0
-        picks a free one, shared by UDP and TCP); `batch_io` forces recvmmsg/sendmmsg on or off (None:
-        whenever available); `prepared_answers` bounds the prepared-reply cache (0: build every reply,
-        for measurement); `on_query` is called for each answered query whose qtype is in `on_query_types`
-        (the filter keeps other queries from paying for the client address); `serial` is the SOA serial
-        (default: a hash of the site's content)."""
+        picks a free one, shared by UDP and TCP); on TCP, `tcp_query_timeout` bounds the wait for a whole
+        query (the first from the accept, later ones from their length prefix) and `tcp_idle_timeout` the
+        wait for a later one's prefix; `max_tcp_per_source` (a quarter of the slots: one address never
+        holds them all) and `max_tcp_connections` cap connections, the longest idle giving way to a new
+        one; `batch_io` forces recvmmsg/sendmmsg on or off (None: whenever available);
+        `prepared_answers` bounds the prepared-reply cache (0: build every reply, for measurement);
+        `on_query` is called for each answered query whose qtype is in `on_query_types` (the filter
+        keeps other queries from paying for the client address); `serial` is the SOA serial (default: a
+        hash of the site's content)."""
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.dns").bind()
         self._debug = _debug_enabled(self._log)
         self._bind = list(bind) if bind else [(str(site.listen.address), site.listen.dns_port)]
         self.tcp_idle_timeout = tcp_idle_timeout
-        self.max_tcp_connections = max_tcp_connections
+        self.tcp_query_timeout = tcp_query_timeout
+        self._slots = TcpSlots(max_tcp_connections, max_tcp_per_source)
         self.batch_io = dns_mmsg.available() if batch_io is None else batch_io
         self.prepared_answers = prepared_answers
         self._leases = LeaseTable()
@@ -194,7 +204,7 @@ class DnsServer:
                 sock = self._udp_socket(host, port)
                 bound = sock.getsockname()[1]
                 server = await asyncio.start_server(
-                    self._tcp_client, host, bound, reuse_address=True, limit=TCP_MAX_QUERY + 2
+                    self._tcp_client, host, bound, reuse_address=True, limit=dns_tcp.MAX_QUERY + 2
                 )
                 self._tcp.append(server)
                 self.addresses.append((host, bound))
@@ -340,30 +350,40 @@ class DnsServer:
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         task = asyncio.current_task()
-        if task is None or len(self._connections) >= self.max_tcp_connections:
+        slot, evicted = (None, None) if task is None else self._slots.admit(
+            str(peer[0]), writer.transport.abort, time.monotonic())
+        if evicted is not None:
+            self._stats.record(_EVICTED, "tcp", None)
+            if self._debug:
+                self._log.debug("dns.tcp_evicted", client=evicted.source, idle_since=evicted.last,
+                                for_client=str(peer[0]))
+        if task is None or slot is None:
             self._stats.record(_CONNECTION_LIMIT, "tcp", None)
             writer.close()
             return
         self._connections.add(task)
         try:
-            await self._tcp_serve(reader, writer, peer)
+            await self._tcp_serve(reader, writer, peer, slot)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._slots.release(slot)
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _tcp_serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any) -> None:
-        idle = self.tcp_idle_timeout
+    async def _tcp_serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any,
+                         slot: Slot) -> None:
+        first = True
         while True:
-            head = await asyncio.wait_for(reader.readexactly(2), idle)
-            size = int.from_bytes(head, "big")
-            if size > TCP_MAX_QUERY:
-                self._stats.record(_TOO_LONG, "tcp", None)
+            data = await read_message(reader, first, self.tcp_query_timeout, self.tcp_idle_timeout)
+            if not isinstance(data, bytes):
+                if data is not None:
+                    self._stats.record(data, "tcp", None)
                 return
-            data = await asyncio.wait_for(reader.readexactly(size), idle)
+            first = False
+            self._slots.touch(slot, time.monotonic())
             start = time.perf_counter()
             reply, outcome = self._responder.respond(data, tcp=True)
             if self._debug or outcome.error is not None:
@@ -374,5 +394,5 @@ class DnsServer:
             if self._on_query is not None and outcome.qtype in self._on_query_types:
                 self._report(peer[0], outcome)
             writer.write(len(reply).to_bytes(2, "big") + reply)
-            await asyncio.wait_for(writer.drain(), idle)
+            await asyncio.wait_for(writer.drain(), self.tcp_idle_timeout)
             self._stats.record(outcome, "tcp", time.perf_counter() - start)

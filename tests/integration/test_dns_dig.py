@@ -151,3 +151,47 @@ def test_leased_phone_is_resolvable(env: DnsLab, client: Host) -> None:
     assert dig(client, "+short", "SEP00562B043615.staging.test", "A").split() == [address]
     reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
     assert dig(client, "+short", reverse, "PTR").split() == ["sep00562b043615.staging.test."]
+
+
+# --- what RFCs 6891, 7873 and 8945 say MUST happen (issue 10 item 2) ----------------------------------
+
+
+def test_header_only_cookie_query_gets_formerr_with_our_opt(client: Host) -> None:
+    out = dig(client, "+cookie", "+header-only")
+    assert "status: FORMERR" in out
+    assert "OPT PSEUDOSECTION" in out and "udp: 1232" in out  # RFC 6891 section 7
+
+
+def test_tsig_signed_query_is_notauth_badkey(client: Host) -> None:
+    """We hold no keys (RFC 8945 section 5.2.2): NOTAUTH and an unsigned TSIG with error BADKEY, for a
+    name never asked and for one whose answer is prepared."""
+    dig(client, HTTPS, "SRV")
+    for name in ("nothing-yet.staging.test", HTTPS):
+        out = client.run(["dig", f"@{SERVER}", "+time=2", "+tries=1", "-y", "hmac-sha256:name:c2VjcmV0c2VjcmV0",
+                          name, "SRV"], check=False).stdout
+        assert "status: NOTAUTH" in out and "ANSWER: 0" in out, out
+        assert "BADKEY" in out, out
+
+
+def test_malformed_cookie_is_formerr_cold_and_warm(client: Host) -> None:
+    """kdig sends a 2-octet COOKIE (RFC 7873 section 5.2.2: FORMERR), for a name never asked and for one
+    whose answer is prepared."""
+    for name in ("www.staging.test", "prov1.staging.test"):
+        dig(client, name, "A")
+    for name in ("prov2.staging.test", "www.staging.test"):
+        out = client.run(["kdig", f"@{SERVER}", "+ednsopt=10:0102", name, "A"], check=False).stdout
+        assert "status: FORMERR" in out, out
+
+
+def test_opt_options_overrunning_rdata_are_formerr_cold_and_warm(client: Host) -> None:
+    script = (
+        "import socket,struct,sys\n"
+        "q=b'\\x00\\x07\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x01'"
+        "+b''.join(bytes([len(l)])+l.encode() for l in 'cold.staging.test'.split('.'))+b'\\x00\\x00\\x01\\x00\\x01'\n"
+        "opt=b'\\x00\\x00\\x29\\x04\\xd0\\x00\\x00\\x00\\x00\\x00\\x07\\x00\\x0a\\x00\\x08abc'\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)\n"
+        f"s.sendto(q+opt,('{SERVER}',53)); sys.stdout.write(str(s.recvfrom(4096)[0][3]&15))\n"
+    )
+    for _ in range(2):  # the second after dig has had the name's answer prepared
+        assert client.run([sys.executable, "-c", script]).stdout == "1"  # FORMERR
+        assert "status: NXDOMAIN" in dig(client, "cold.staging.test", "A")

@@ -118,6 +118,19 @@ def test_tcp_several_queries_per_connection_in_order(srv: InProcessServer) -> No
         assert dns.message.from_wire(read_framed(sock)).id == 3
 
 
+def connect_from(srv: InProcessServer, source: str) -> socket.socket:
+    return socket.create_connection((HOST, srv.port), timeout=3, source_address=(source, 0))
+
+
+def answered(sock: socket.socket, qid: int = 1) -> bool:
+    """Whether a query on `sock` gets its answer (False: the server has closed the connection)."""
+    try:
+        sock.sendall(framed(query(HTTPS, "SRV", qid=qid)))
+        return dns.message.from_wire(read_framed(sock)).id == qid
+    except (AssertionError, ConnectionError):
+        return False
+
+
 def test_tcp_idle_connections_are_closed() -> None:
     server = InProcessServer(make_site(), tcp_idle_timeout=0.3)
     try:
@@ -125,38 +138,54 @@ def test_tcp_idle_connections_are_closed() -> None:
             sock.sendall(framed(query(HTTPS, "SRV")))
             read_framed(sock)
             assert closed_by_peer(sock)
-        with connect(server) as sock:  # a client that sends half a length prefix and stalls
-            sock.sendall(b"\x00")
-            assert closed_by_peer(sock)
     finally:
         server.close()
 
 
-def test_tcp_connection_cap() -> None:
+def test_tcp_query_not_delivered_in_time_closes_the_connection() -> None:
+    """A connection that sends nothing, or a length prefix and then nothing, is closed after the short
+    query timeout, not the idle timeout; one that has been answered may stay idle for longer."""
+    server = InProcessServer(make_site(), tcp_query_timeout=1.0, tcp_idle_timeout=10)
+    try:
+        with connect(server) as silent, connect(server) as prefix_only, connect(server) as served:
+            prefix_only.sendall(b"\x00\x20")
+            assert answered(served)
+            t0 = time.monotonic()
+            assert closed_by_peer(silent) and closed_by_peer(prefix_only)
+            assert time.monotonic() - t0 < 3
+            assert not closed_by_peer(served, within=1.5)
+            assert answered(served, qid=2)
+        server.stop()
+        assert server.sample("bootstrapd_dns_drops_total", reason="tcp_timeout") == 2
+    finally:
+        server.close()
+
+
+def test_tcp_full_slots_close_the_longest_idle_connection() -> None:
     server = InProcessServer(make_site(), max_tcp_connections=2)
     try:
-        held = [connect(server) for _ in range(2)]
-        for sock in held:  # each is being served
-            sock.sendall(framed(query(HTTPS, "SRV")))
-            read_framed(sock)
-        with connect(server) as third:
-            assert closed_by_peer(third)
-        held.pop().close()
-        deadline = time.monotonic() + 3
-        while True:  # the freed slot is usable again
-            with connect(server) as again:
-                again.sendall(framed(query(HTTPS, "SRV")))
-                try:
-                    assert dns.message.from_wire(read_framed(again)).rcode() == dns.rcode.NOERROR
-                    break
-                except (AssertionError, ConnectionError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        for sock in held:
-            sock.close()
+        with connect(server) as oldest, connect(server) as busy:
+            assert answered(oldest) and answered(busy)
+            assert answered(busy, qid=2)  # busy's idle clock restarts: `oldest` is the longest idle
+            with connect_from(server, "127.0.0.2") as newcomer:
+                assert answered(newcomer)  # admitted, not refused
+                assert closed_by_peer(oldest)
+                assert answered(busy, qid=3)
         server.stop()
-        assert server.sample("bootstrapd_dns_drops_total", reason="connection_limit") >= 1
+        assert server.sample("bootstrapd_dns_drops_total", reason="idle_evicted") == 1
+    finally:
+        server.close()
+
+
+def test_tcp_per_source_cap_evicts_within_that_source() -> None:
+    server = InProcessServer(make_site(), max_tcp_connections=8, max_tcp_per_source=2)
+    try:
+        with connect(server) as first, connect_from(server, "127.0.0.2") as other:
+            assert answered(first) and answered(other)
+            with connect(server) as second, connect(server) as third:
+                assert answered(third)
+                assert closed_by_peer(first)  # the source's longest idle gave way ...
+                assert answered(second) and answered(other, qid=2)  # ... and nobody else's
     finally:
         server.close()
 

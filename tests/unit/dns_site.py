@@ -83,9 +83,10 @@ def query(
     do: bool = False,
     rdclass: str = "IN",
     qid: int = 4711,
+    options: list[dns.edns.Option] | None = None,
 ) -> bytes:
     msg = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), rdclass, use_edns=edns, payload=payload,
-                                 want_dnssec=do)
+                                 want_dnssec=do, options=options)
     msg.id = qid
     msg.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
     return msg.to_wire()
