@@ -114,4 +114,7 @@ class HttpFileServer:
         """A request aiohttp's parser refused (no FileRequest could be built): counted and logged."""
         outcome = Refused(None, reason, status)
         record(outcome, self.metrics, self.log, protocol=protocol)
-        self.on_fetch(outcome)
+        try:
+            self.on_fetch(outcome)
+        except Exception as exc:  # the consumer's bug; the connection is being answered and closed anyway
+            self.log.error("files.on_fetch_error", error=repr(exc))

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from bootstrapd.files import jail
 from bootstrapd.files.outcome import (
@@ -101,8 +102,8 @@ class FileHandler:
         if request.method == hdrs.METH_POST:
             refusal = await self._read_post(request, freq)
             if refusal is not None:
-                limit, status = refusal
-                return await self._refuse(request, freq, start, status, limit.value, close=True)
+                reason, status = refusal
+                return await self._refuse(request, freq, start, status, reason, close=True)
         if name is None:
             return await self._refuse(request, freq, start, 404, MissReason.BAD_NAME.value)
         try:
@@ -128,11 +129,13 @@ class FileHandler:
             return False
         return hmac.compare_digest(given, self._credentials)
 
-    async def _read_post(self, request: web.BaseRequest, freq: FileRequest) -> tuple[Limit, int] | None:
-        """Read and log a POST body; (limit, status) when it breaks one."""
+    async def _read_post(self, request: web.BaseRequest, freq: FileRequest) -> tuple[str, int] | None:
+        """Read and log a POST body; (reason, status) when it breaks a limit or the client goes away."""
         if (request.content_length or 0) > self.limits.max_body:
             self.tracker.limit_hit(Limit.BODY)
-            return Limit.BODY, 413
+            return HttpRefusal.BODY_TOO_LARGE.value, 413
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue" and request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # else curl waits a second
         body = bytearray()
         try:
             async with asyncio.timeout(self.limits.body_timeout):
@@ -140,10 +143,12 @@ class FileHandler:
                     body += chunk
                     if len(body) > self.limits.max_body:
                         self.tracker.limit_hit(Limit.BODY)
-                        return Limit.BODY, 413
+                        return HttpRefusal.BODY_TOO_LARGE.value, 413
         except TimeoutError:
             self.tracker.limit_hit(Limit.BODY)
-            return Limit.BODY, 408
+            return HttpRefusal.BODY_TIMEOUT.value, 408
+        except (ConnectionError, web.HTTPException, RequestPayloadError):
+            return HttpRefusal.ABORTED.value, 400  # cut short; the 400 will most likely not arrive
         self.log.info("files.post", protocol=self.protocol.value, client=str(freq.client), name=freq.name,
                       user_agent=freq.user_agent, bytes=len(body),
                       body=bytes(body[:POST_LOG_CHARS]).decode("utf-8", "replace"))
@@ -214,7 +219,10 @@ class FileHandler:
 
     def _finish(self, outcome: Fetched | Refused, resolved: str | None, detail: str = "") -> None:
         record(outcome, self.metrics, self.log, resolved, detail)
-        self.on_fetch(outcome)
+        try:
+            self.on_fetch(outcome)
+        except Exception as exc:  # a bug in the consumer (device tracker) must not fail a served request
+            self.log.error("files.on_fetch_error", error=repr(exc))
 
 
 def record(outcome: Fetched | Refused, metrics: Metrics, log: Any, resolved: str | None = None,

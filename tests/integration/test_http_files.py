@@ -219,6 +219,10 @@ def test_post_is_logged_and_answered_like_get(env: HttpLab) -> None:
                           input=b"x" * (64 * 1024 + 1), capture_output=True, timeout=30)
     assert over.stdout == b"413"
     assert env.main.metric("bootstrapd_http_limit_closes_total", limit="body") >= 1
+    assert env.main.metric("bootstrapd_files_fetches_total", protocol="http", result="body_too_large") >= 1
+    head = f"POST /a.txt HTTP/1.1\r\nHost: {SERVER}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    (waiting,) = raw(env.phone, 80, [{"data": head, "timeout": 1}])
+    assert waiting["response"] == "HTTP/1.1 100 Continue\r\n\r\n" and not waiting["closed"]
 
 
 def test_other_methods_get_405_with_allow(env: HttpLab) -> None:
@@ -343,3 +347,15 @@ def test_large_file_streams_to_20_clients_with_low_rss_and_no_fd_leak(env: HttpL
     while env.main.fds() > fds and time.monotonic() < deadline:
         time.sleep(0.1)  # closed connections are reaped as the event loop gets to them
     assert env.main.fds() <= fds
+
+
+def test_a_client_leaving_mid_download_is_recorded_as_aborted(env: HttpLab) -> None:
+    before = len(env.main.fetches())
+    cut = curl(env.phone, "--max-time", "1", "--limit-rate", "4M", "-o", "/dev/null",
+               f"http://{SERVER}/firmware/big.bin", check=False)
+    assert cut.returncode == 28  # curl's own timeout: it hung up
+    deadline = time.monotonic() + 15
+    while not (new := [e for e in env.main.fetches()[before:] if e["name"] == "/firmware/big.bin"]):
+        assert time.monotonic() < deadline, "no files.fetch for the cut download"
+        time.sleep(0.1)
+    assert new[0]["result"] == "aborted" and 0 < new[0]["bytes"] < BIG, new
