@@ -18,7 +18,7 @@ from typing import Any
 from bootstrapd.files.outcome import Protocol, Refused
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport.http_conn import HttpProtocol, HttpServer, Limit, Limits, Tracker
-from bootstrapd.transport.http_handler import FetchHook, FileHandler, Resolver, record
+from bootstrapd.transport.http_handler import FetchHook, FileHandler, Recorder, Resolver
 
 TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data (or a zero window) for this long closes the connection
 BACKLOG = 1024
@@ -49,6 +49,7 @@ class HttpFileServer:
         self.auth = auth
         self.limits = limits or Limits()
         self.tracker = Tracker(self.limits, self._limit_closed, metrics.http_connections.set)
+        self.recorder = Recorder(metrics, log, on_fetch)
         self._servers: list[tuple[Protocol, HttpServer, asyncio.Server]] = []
 
     @property
@@ -63,8 +64,7 @@ class HttpFileServer:
             for protocol, port in self.ports.items():
                 if port is None:
                     continue
-                handler = FileHandler(protocol, self.resolve, self.on_fetch, self.metrics, self.log,
-                                      self.tracker, self.limits, self.auth)
+                handler = FileHandler(protocol, self.resolve, self.recorder, self.tracker, self.limits, self.auth)
                 server = HttpServer(handler, self.tracker, functools.partial(self._parse_error, protocol),
                                     **self._aiohttp_options())
                 tls: dict[str, Any] = {}
@@ -112,9 +112,4 @@ class HttpFileServer:
 
     def _parse_error(self, protocol: Protocol, proto: HttpProtocol, status: int, reason: str) -> None:
         """A request aiohttp's parser refused (no FileRequest could be built): counted and logged."""
-        outcome = Refused(None, reason, status)
-        record(outcome, self.metrics, self.log, protocol=protocol)
-        try:
-            self.on_fetch(outcome)
-        except Exception as exc:  # the consumer's bug; the connection is being answered and closed anyway
-            self.log.error("files.on_fetch_error", error=repr(exc))
+        self.recorder(Refused(None, reason, status), protocol=protocol)

@@ -20,6 +20,7 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
 from aiohttp import web
@@ -163,6 +164,7 @@ class HttpProtocol(RequestHandler):
 
     tracker: Tracker
     on_parse_error: ParseErrorHook
+    client: IPv4Address | None = None  # the peer, parsed at its first request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -69,13 +69,12 @@ class HttpRefusal(enum.Enum):
 class FileHandler:
     """The aiohttp request handler for one port (`protocol` is HTTP or HTTPS)."""
 
-    def __init__(self, protocol: Protocol, resolve: Resolver, on_fetch: FetchHook, metrics: Metrics, log: Any,
-                 tracker: Tracker, limits: Limits, auth: tuple[str, str] | None) -> None:
+    def __init__(self, protocol: Protocol, resolve: Resolver, recorder: Recorder, tracker: Tracker,
+                 limits: Limits, auth: tuple[str, str] | None) -> None:
         self.protocol = protocol
         self.resolve = resolve
-        self.on_fetch = on_fetch
-        self.metrics = metrics
-        self.log = log
+        self.recorder = recorder
+        self.log = recorder.log
         self.tracker = tracker
         self.limits = limits
         self._credentials = None if auth is None else f"{auth[0]}:{auth[1]}".encode()
@@ -85,14 +84,16 @@ class FileHandler:
         assert isinstance(proto, HttpProtocol)
         self.tracker.request_started(proto)
         try:
-            return await self._serve(request, time.monotonic())
+            return await self._serve(request, proto, time.monotonic())
         finally:
             self.tracker.request_ended(proto)
 
-    async def _serve(self, request: web.BaseRequest, start: float) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, proto: HttpProtocol, start: float) -> web.StreamResponse:
         name = decode_path(request.rel_url.raw_path)
+        if proto.client is None:  # parsed once per connection: ipaddress takes ~14 us
+            proto.client = client_address(request)
         freq = FileRequest(name if name is not None else request.rel_url.raw_path, self.protocol,
-                           client_address(request), request.headers.get(hdrs.USER_AGENT))
+                           proto.client, request.headers.get(hdrs.USER_AGENT))
         if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_POST):
             return await self._refuse(request, freq, start, 405, HttpRefusal.METHOD_NOT_ALLOWED.value,
                                       headers={hdrs.ALLOW: ALLOW})
@@ -156,17 +157,13 @@ class FileHandler:
 
     async def _send_rendered(self, request: web.BaseRequest, freq: FileRequest, r: Rendered,
                              start: float) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={hdrs.SERVER: SERVER})
-        resp.content_type = r.content_type
-        resp.content_length = len(r.body)
+        headers = {hdrs.SERVER: SERVER, hdrs.CONTENT_TYPE: r.content_type}
         if r.content_encoding is not None:
-            resp.headers[hdrs.CONTENT_ENCODING] = r.content_encoding
-        sent = 0
+            headers[hdrs.CONTENT_ENCODING] = r.content_encoding
+        resp = web.Response(status=200, body=r.body, headers=headers)  # head and body in one write
+        sent = 0 if request.method == hdrs.METH_HEAD else len(r.body)
         try:
             await resp.prepare(request)
-            if request.method != hdrs.METH_HEAD:
-                await resp.write(r.body)
-                sent = len(r.body)
             await resp.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             self._finish(Refused(freq, HttpRefusal.ABORTED.value, 200, r.device, 0, time.monotonic() - start),
@@ -218,32 +215,52 @@ class FileHandler:
         return resp
 
     def _finish(self, outcome: Fetched | Refused, resolved: str | None, detail: str = "") -> None:
-        record(outcome, self.metrics, self.log, resolved, detail)
+        self.recorder(outcome, resolved, detail)
+
+
+class Recorder:
+    """The one `files.fetch` event, the counts and the `on_fetch` hand-off of every finished request.
+    Labelled counter children are cached: prometheus_client's `labels()` costs more than a dict lookup."""
+
+    def __init__(self, metrics: Metrics, log: Any, on_fetch: FetchHook) -> None:
+        self.metrics = metrics
+        self.log = log
+        self.on_fetch = on_fetch
+        self._fetches: dict[tuple[str, str], Any] = {}
+        self._bytes: dict[str, Any] = {}
+
+    def __call__(self, outcome: Fetched | Refused, resolved: str | None = None, detail: str = "",
+                 protocol: Protocol = Protocol.HTTP) -> None:
+        """`protocol` is used when the outcome has no request (the parser refused it)."""
+        req = outcome.request
+        proto = (req.protocol if req is not None else protocol).value
+        device: Device | None
+        if isinstance(outcome, Fetched):
+            result, device, status = "ok", outcome.resolution.device, outcome.status
+        else:
+            result, device, status = outcome.reason, outcome.device, outcome.status
+        self._count(proto, result, outcome.bytes_sent)
+        self.log.info("files.fetch", protocol=proto, client=str(req.client) if req else None,
+                      mac=device.mac if device else None,
+                      identified_by=device.identified_by.value if device else None,
+                      name=req.name if req else None, user_agent=req.user_agent if req else None,
+                      resolved=resolved, result=result, status=status, bytes=outcome.bytes_sent,
+                      seconds=round(outcome.seconds, 6), **({"detail": detail} if detail else {}))
         try:
             self.on_fetch(outcome)
         except Exception as exc:  # a bug in the consumer (device tracker) must not fail a served request
             self.log.error("files.on_fetch_error", error=repr(exc))
 
-
-def record(outcome: Fetched | Refused, metrics: Metrics, log: Any, resolved: str | None = None,
-           detail: str = "", protocol: Protocol = Protocol.HTTP) -> None:
-    """The one `files.fetch` event and the counts of a finished request (`protocol` when it has none)."""
-    req = outcome.request
-    proto = (req.protocol if req is not None else protocol).value
-    device: Device | None
-    if isinstance(outcome, Fetched):
-        result, device, status = "ok", outcome.resolution.device, outcome.status
-    else:
-        result, device, status = outcome.reason, outcome.device, outcome.status
-    metrics.files_fetches.labels(proto, result).inc()
-    if outcome.bytes_sent:
-        metrics.files_bytes_sent.labels(proto).inc(outcome.bytes_sent)
-    log.info("files.fetch", protocol=proto, client=str(req.client) if req else None,
-             mac=device.mac if device else None,
-             identified_by=device.identified_by.value if device else None,
-             name=req.name if req else None, user_agent=req.user_agent if req else None,
-             resolved=resolved, result=result, status=status, bytes=outcome.bytes_sent,
-             seconds=round(outcome.seconds, 6), **({"detail": detail} if detail else {}))
+    def _count(self, proto: str, result: str, sent: int) -> None:
+        child = self._fetches.get((proto, result))
+        if child is None:
+            child = self._fetches[proto, result] = self.metrics.files_fetches.labels(proto, result)
+        child.inc()
+        if sent:
+            child = self._bytes.get(proto)
+            if child is None:
+                child = self._bytes[proto] = self.metrics.files_bytes_sent.labels(proto)
+            child.inc(sent)
 
 
 def decode_path(raw: str) -> str | None:
