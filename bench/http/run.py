@@ -4,7 +4,7 @@
 
 A lab (network namespaces, 198.18.0.0/15 only) with a server host (198.18.0.1) running both servers, one
 process each (nginx: one worker), and a client host (198.18.0.200) running wrk:
-1. profile requests/s: wrk on keep-alive connections for a ~100-byte profile; bootstrapd answers it as
+1. profile requests/s: wrk on keep-alive connections for a 152-byte profile; bootstrapd answers it as
    `Rendered` from memory (the test resolver with a fixed body until the real renderer is wired in),
    nginx as a static file of the same bytes;
 2. firmware MB/s: wrk on a 100 MB file (random bytes on disk, page cache warm), sendfile on both;
