@@ -11,6 +11,10 @@
   are opened with `jail.open_regular` and streamed with `loop.sendfile` (sendfile(2) on HTTP, bounded
   read/write chunks on TLS), never read whole.
 - Optional Basic authentication: 401 with WWW-Authenticate, credentials compared in constant time.
+- Every request ends in exactly one outcome handed to `on_fetch` (and one `files.fetch` event): `Fetched`
+  for a 200 (a HEAD too, with bytes_sent 0), `Refused` otherwise, also when the client leaves mid-response
+  (`aborted`, with the bytes sendfile got out). The name in `FileRequest` is the decoded path with its
+  leading slash (`/Cisco/SEP....cfg`); the jail and the resolver ignore leading slashes.
 """
 
 from __future__ import annotations

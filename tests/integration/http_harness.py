@@ -6,7 +6,7 @@
 
 The resolver is the test one: names given with --rendered are `Rendered` from that file's bytes (a name
 ending in `.aes` gets `Content-Encoding: aes128gcm`), everything else goes through the jail. Logs are
-structlog JSON lines on stdout; SIGUSR1 writes the Prometheus exposition to --metrics (then renames it, so a
+structlog JSON lines on stdout (each `on_fetch` call is a `harness.outcome` line); SIGUSR1 writes the Prometheus exposition to --metrics (then renames it, so a
 reader never sees half); the ready file (JSON: pid, ports) appears once the ports listen.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from prometheus_client import generate_latest
 
 from bootstrapd.files import jail
-from bootstrapd.files.outcome import Device, FileRequest, IdentifiedBy, Miss, Rendered, Static
+from bootstrapd.files.outcome import Device, Fetched, FileRequest, IdentifiedBy, Miss, Refused, Rendered, Static
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport.http import HttpFileServer, tls_context
@@ -86,7 +86,7 @@ async def serve(args: argparse.Namespace) -> None:
             rendered[name] = fh.read()
     metrics = Metrics()
     server = HttpFileServer(
-        args.address, test_resolver(args.root, rendered), lambda outcome: None, metrics, get_logger(),
+        args.address, test_resolver(args.root, rendered), on_fetch, metrics, get_logger(),
         http_port=args.http_port, https_port=args.https_port,
         ssl_context=tls_context(args.cert, args.key) if args.https_port is not None else None,
         auth=tuple(args.auth.split(":", 1)) if args.auth else None, limits=parse_limits(args.limit))
@@ -104,6 +104,12 @@ async def serve(args: argparse.Namespace) -> None:
     os.replace(tmp, args.ready)
     await stop.wait()
     await server.stop()
+
+
+def on_fetch(outcome: Fetched | Refused) -> None:
+    """What the device tracker will get: logged so that tests can match it against `files.fetch`."""
+    get_logger().info("harness.outcome", kind=type(outcome).__name__, status=outcome.status,
+                      bytes=outcome.bytes_sent, name=outcome.request.name if outcome.request else None)
 
 
 def write_metrics(path: str, metrics: Metrics) -> None:

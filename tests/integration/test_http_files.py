@@ -292,6 +292,9 @@ def test_hostile_requests(env: HttpLab) -> None:
         assert res["closed"], req[:80]  # limits close; the rest asked for it
     got = [e["result"] for e in env.main.fetches()[before:]]
     assert got == [result for _, _, result in HOSTILE]
+    outcomes = [e for e in env.main.log() if e.get("event") == "harness.outcome"][before:]
+    assert [(o["kind"], o["status"]) for o in outcomes] == [
+        ("Fetched" if status == 200 else "Refused", status) for _, status, _ in HOSTILE]  # one on_fetch each
     for limit in ("request_line", "header_count", "header_size"):
         assert env.main.metric("bootstrapd_http_limit_closes_total", limit=limit) >= 1
     assert env.main.metric("bootstrapd_files_fetches_total", protocol="http", result="traversal") >= 4
