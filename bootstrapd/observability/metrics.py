@@ -126,6 +126,21 @@ class Metrics:
             f"{p}_syslog_internal_errors_total", "bugs: exceptions escaping the message hook", registry=r
         )
 
+        # Files (TFTP, HTTP, HTTPS): one count per request at its end
+        self.files_fetches = Counter(
+            f"{p}_files_fetches_total", "file requests by protocol and result (ok or the refusal reason)",
+            ["protocol", "result"], registry=r,
+        )
+        self.files_bytes_sent = Counter(
+            f"{p}_files_bytes_sent_total", "file body bytes sent by protocol", ["protocol"], registry=r
+        )
+
+        # HTTP
+        self.http_connections = Gauge(f"{p}_http_connections", "open HTTP and HTTPS connections", registry=r)
+        self.http_limit_closes = Counter(
+            f"{p}_http_limit_closes_total", "HTTP connections closed by a limit, by limit", ["limit"], registry=r
+        )
+
         # Service
         self.reloads = Counter(
             f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r
