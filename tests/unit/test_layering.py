@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "bootstrapd"
-CORES = ("config", "dhcp", "dns")
-FORBIDDEN = {"asyncio", "socket", "structlog", "prometheus_client", "selectors"}
+CORES = ("config", "dhcp", "dns", "files")
+FORBIDDEN = {"asyncio", "socket", "structlog", "prometheus_client", "selectors", "aiohttp"}
 
 
 def core_modules() -> list[Path]:
