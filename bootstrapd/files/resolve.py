@@ -80,6 +80,11 @@ class FileResolver:
         self._profiles = compile_profiles(files, Templates())
         self._cache: dict[tuple[int, DeviceVars], bytes] = {}
 
+    @classmethod
+    def from_config(cls, files: Files, lease_of: LeaseOf, random_bytes: RandomBytes = os.urandom) -> FileResolver:
+        """What `run` and a reload build: the inventory read from `files.inventory`, templates compiled."""
+        return cls(files, load_inventory(files), lease_of, random_bytes)
+
     def resolve(self, req: FileRequest) -> Resolution:
         try:
             return self._resolve(req)

@@ -145,8 +145,11 @@ def test_first_matching_profile_wins(tmp_path: Path) -> None:
 
 
 def test_a_render_failure_is_a_miss_not_an_exception(tmp_path: Path) -> None:
+    files = load_site(str(make_site(tmp_path))).files  # checked with the good template...
+    assert files is not None
     bad = BOOTSTRAP.replace("{{ label }}", "{{ label.missing_attribute.deeper }}")
-    r = resolver(make_site(tmp_path, templates={"bootstrap.xml.j2": bad}))
+    (tmp_path / "templates" / "bootstrap.xml.j2").write_text(bad)  # ...then changed behind check's back
+    r = FileResolver.from_config(files, {}.get, random_bytes=salt)
     got = get(r, "/7841-3PCC.xml", UA1)
     assert isinstance(got, Miss) and got.reason is MissReason.RENDER_FAILED
     assert "templates/bootstrap.xml.j2: UndefinedError" in got.detail
@@ -163,3 +166,13 @@ def test_renders_are_cached_but_salts_are_fresh(tmp_path: Path) -> None:
     (tmp_path / "templates" / "bootstrap.xml.j2").write_text("<changed/>")
     c = get(r, "/7841-3PCC.xml")
     assert isinstance(c, Rendered) and b"<flat-profile>" in c.body  # loaded once: a reload builds a new one
+
+
+def test_a_template_that_does_not_compile_fails_the_build_not_a_request(tmp_path: Path) -> None:
+    from bootstrapd.files.resolve import FilesError
+
+    files = load_site(str(make_site(tmp_path))).files
+    assert files is not None
+    (tmp_path / "templates" / "bootstrap.xml.j2").write_text("{% if %}")
+    with pytest.raises(FilesError, match=r"^files.profiles\[0\]: "):
+        FileResolver.from_config(files, {}.get)
