@@ -30,8 +30,9 @@ class LeaseInfo(NamedTuple):
 LeaseOf = Callable[[IPv4Address], "LeaseInfo | tuple[str, str | None] | None"]
 
 # Cisco-CP-7832-3PCC/11.0.1 (00562b043615); tolerant: any vendor prefix, optional firmware, MAC spelled
-# with or without separators, anything around it.
-_UA_PRODUCT = re.compile(r"(?:^|[\s-])(CP-[0-9][0-9A-Za-z]{1,9}-3PCC)(?:/([^\s(]+))?", re.IGNORECASE)
+# with or without separators, anything around it. The firmware reaches templates, so it is held to a
+# version's characters.
+_UA_PRODUCT = re.compile(r"(?:^|[\s-])(CP-[0-9][0-9A-Za-z]{1,9}-3PCC)(?:/([0-9A-Za-z._-]{1,32}))?", re.IGNORECASE)
 _UA_MAC = re.compile(r"\(\s*((?:[0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2})\s*\)")
 _PRODUCT = re.compile(r"^(?:CP-)?([0-9][0-9A-Za-z]{1,9})-3PCC$", re.IGNORECASE)
 MAX_UA = 512  # longer User-Agents are not parsed (bounded work per request)

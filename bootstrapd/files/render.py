@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip as gzip_
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from bootstrapd.config.model import Encrypt, Profile
 from bootstrapd.files import crypto
@@ -25,6 +27,15 @@ from bootstrapd.files.inventory import Row
 from bootstrapd.files.outcome import Device
 
 RandomBytes = Callable[[int], bytes]
+# Characters XML 1.0 forbids even as character references (section 2.2): dropped from substituted values.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_chars(value: Any) -> Any:
+    """Jinja2 `finalize`: every substituted value without the characters no XML document may hold."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return NOT_XML.sub("", value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ class Templates:
                 auto_reload=False,  # loaded once; a reload builds a new resolver
                 keep_trailing_newline=True,
                 cache_size=-1,
+                finalize=_xml_chars,
             )
             self._envs[directory] = env
         return env
