@@ -74,10 +74,12 @@ def _servers(site: Site, files: Files, rep: _Report) -> None:
         rep.error("files", "no server enabled (tftp, http or https): nothing will be served", warning=True)
     if files.tftp is not None and files.tftp.port in (site.listen.dns_port, site.listen.dhcp_port):
         rep.error("files.tftp.port", f"UDP port {files.tftp.port} is already DNS's or DHCP's")
-    if files.http is not None and files.https is not None and files.http.port == files.https.port:
-        rep.error("files.https.port", f"TCP port {files.https.port} is also files.http.port")
-    if files.http is not None and files.http.port == site.listen.dns_port:
-        rep.error("files.http.port", f"TCP port {files.http.port} is already DNS's")
+    tcp = {site.listen.dns_port: "DNS's"}
+    for name, server in (("http", files.http), ("https", files.https)):
+        if server is not None:
+            if server.port in tcp:
+                rep.error(f"files.{name}.port", f"TCP port {server.port} is already {tcp[server.port]}")
+            tcp.setdefault(server.port, f"files.{name}'s")
     if files.auth is not None:
         _password(files.auth.password_file, rep)
     if files.https is not None:

@@ -96,8 +96,9 @@ class FileResolver:
         if isinstance(rel, jail.Refusal):
             device, _ = identify(None, req.user_agent, req.client, self._lease_of)
             return Miss(rel.reason, device, rel.detail)
-        for compiled, match in self._matches(rel):
-            return self._profile(req, compiled, match)
+        matched = next(self._matches(rel), None)
+        if matched is not None:
+            return self._profile(req, *matched)
         device, _ = identify(None, req.user_agent, req.client, self._lease_of)
         found = jail.lookup(self.root, rel)
         if isinstance(found, jail.Refusal):

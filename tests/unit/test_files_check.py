@@ -102,6 +102,12 @@ CASES = [
       "'device'"]),
     ("no server", files(ONE_PROFILE.replace("  tftp: {}\n", "")),
      ["{d}/site.yaml:5: files: warning: no server enabled (tftp, http or https): nothing will be served"]),
+    ("port clashes", files(ONE_PROFILE.replace("  tftp: {}\n", "  tftp: {port: 53}\n  http: {port: 8080}\n"
+                                                "  https: {port: 8080, cert: c, key: k}\n")),
+     ["{d}/site.yaml:7: files.tftp.port: UDP port 53 is already DNS's or DHCP's",
+      "{d}/site.yaml:9: files.https.cert: no such file: {d}/c",
+      "{d}/site.yaml:9: files.https.key: no such file: {d}/k",
+      "{d}/site.yaml:9: files.https.port: TCP port 8080 is already files.http's"]),
     ("password file missing", files(ONE_PROFILE + "  auth: {user: staging, password_file: http.pass}\n"),
      ["{d}/site.yaml:13: files.auth.password_file: no such file: {d}/http.pass"]),
 ]
