@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -28,6 +28,7 @@ from bootstrapd.files.render import Templates, context, device_vars, render_xml,
 from bootstrapd.files.resolve import profile_label
 
 SAMPLE_PN = "CP-7841-3PCC"  # the model an unknown device is checked with when a name pattern captures one
+SAMPLE_ADDRESS = IPv4Address("198.18.0.100")  # a client address, when listen.address itself is in error
 
 
 @dataclass
@@ -43,8 +44,10 @@ class _Report:
         self.out.append(Diagnostic(file, line, path, message))
 
 
-def check_files(site: Site, at: Callable[[str], Loc]) -> list[Diagnostic]:
-    """Every problem of `site.files`; `at(path)` locates a config path (its YAML file and line)."""
+def check_files(site: Site, at: Callable[[str], Loc],
+                indices: Mapping[str, tuple[int, ...]] | None = None) -> list[Diagnostic]:
+    """Every problem of `site.files`; `at(path)` locates a config path (its YAML file and line). `indices`:
+    for a list some of whose items failed to build (and were left out), the file's index of each kept item."""
     files = site.files
     if files is None:
         return []
@@ -57,7 +60,8 @@ def check_files(site: Site, at: Callable[[str], Loc]) -> list[Diagnostic]:
     # Without the inventory's columns every row variable would be "undefined": render only with them.
     render = files.inventory is None or inventory is not None
     checked = _Profiles(Templates(), set(), render)
-    for i, profile in enumerate(files.profiles):
+    where = (indices or {}).get("files.profiles") or range(len(files.profiles))
+    for i, profile in zip(where, files.profiles, strict=True):
         _profile(site, files, i, profile, inventory, checked, rep)
     return rep.out
 
@@ -120,6 +124,8 @@ def _https(site: Site, cert_path: str, key_path: str, rep: _Report) -> None:
     except ValueError as e:
         rep.error("files.https.cert", f"{cert_path} holds no PEM certificate ({e})")
         return
+    if not isinstance(site.domain, str) or not isinstance(site.listen.address, IPv4Address):
+        return  # the names cannot be told (those keys are in error themselves)
     for path, host in https_names(site):
         if not covers(names, ips, host):
             shown = ", ".join(sorted(names | {str(i) for i in ips})) or "no names"
@@ -217,7 +223,8 @@ def _render_one(site: Site, files: Files, profile: Profile, template: jinja2.Tem
         problems.append((".encrypt", f"encrypt: {profile.encrypt.value} needs the row's `key`; it has none"))
     device = Device(row.mac if row else None, IdentifiedBy.PATH if row else IdentifiedBy.NONE,
                     SAMPLE_PN if with_model else None)
-    dev = device_vars(device, IPv4Address(site.listen.address), None, row)
+    address = site.listen.address if isinstance(site.listen.address, IPv4Address) else None  # may have failed
+    dev = device_vars(device, address or SAMPLE_ADDRESS, None, row)
     ctx = context(dev, row, inventory.columns if inventory else (), files.variables)
     try:
         xml = render_xml(template, ctx)

@@ -215,5 +215,7 @@ def test_the_shipped_example_checks_clean_from_another_cwd(tmp_path: Path, monke
     f = result.site.files
     assert f.root == str(EXAMPLE.parent / "files") and os.path.isdir(f.root)
     assert f.inventory == str(EXAMPLE.parent / "inventory.csv")
+    assert f.https is not None and f.https.cert == str(EXAMPLE.parent / "tls" / "floor.crt")
+    assert f.auth is not None and f.auth.password_file == str(EXAMPLE.parent / "http.pass")
     assert [p.template for p in f.profiles] == [str(EXAMPLE.parent / "templates" / n)
                                                for n in ("bootstrap.xml.j2", "device.xml.j2")]
