@@ -271,18 +271,13 @@ class Http:
     )
 
 
-@dataclass(frozen=True)
-class Https:
-    cert: FilePath = field(metadata=meta("PEM certificate chain covering the names phones use"))
-    key: FilePath = field(metadata=meta("PEM private key of the certificate"))
+@dataclass(frozen=True, kw_only=True)
+class Https(Http):
+    """HTTP's keys, and the certificate."""
+
     port: Annotated[int, PORT] = field(default=443, metadata=meta("TCP port of the HTTPS server"))
-    idle_timeout: Duration = field(default=30, metadata=meta("close a connection idle this long"))
-    max_connections: Annotated[int, POSITIVE] = field(
-        default=2000, metadata=meta("concurrent connections; more wait in the listen backlog")
-    )
-    max_body: Annotated[int, POSITIVE] = field(
-        default=65536, metadata=meta("largest request body (a phone's POSTed status), bytes")
-    )
+    cert: FilePath = field(metadata=meta("PEM certificate chain covering the names phones use"))
+    key: FilePath = field(metadata=meta("PEM private key of the certificate, unencrypted"))
 
 
 @dataclass(frozen=True)

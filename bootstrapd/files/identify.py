@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
-from bootstrapd.files.names import NameMatch, canonical_mac
+from bootstrapd.config.types import ValueProblem, parse_mac
+from bootstrapd.files.names import NameMatch
 from bootstrapd.files.outcome import Device, IdentifiedBy
 
 
@@ -53,7 +54,14 @@ def parse_user_agent(text: str | None) -> UserAgent:
     mac = _UA_MAC.search(text)
     model = pn_of(product.group(1)) if product else None
     firmware = product.group(2) if product and product.group(2) else None
-    return UserAgent(model, firmware, canonical_mac(re.sub("[:-]", "", mac.group(1))) if mac else None)
+    return UserAgent(model, firmware, _mac(mac.group(1)) if mac else None)
+
+
+def _mac(text: str) -> str | None:
+    try:
+        return parse_mac(text)
+    except ValueProblem:
+        return None  # mixed separators (00:56-2b0436:15): not a MAC anyone wrote
 
 
 def pn_of(text: str | None) -> str | None:

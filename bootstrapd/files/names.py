@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bootstrapd.config.types import parse_mac
 from bootstrapd.errors import BootstrapdError
 
 _MODEL = r"[0-9][0-9A-Za-z]{1,9}"  # 7841, 8845, 6871, 8832NR
@@ -62,17 +63,12 @@ class NamePattern:
         for group, kind in self.kinds:
             value = m.group(group)
             if kind == "mac":
-                value = canonical_mac(value)
+                value = parse_mac(value)  # the regex admits only MACs
             elif kind == "model":
                 value = value.upper()
             if values.setdefault(kind, value) != value:
                 return None  # `$MA/$MAC.cfg` with two different MACs is nobody's name
         return NameMatch(values.get("model"), values.get("mac"))
-
-
-def canonical_mac(text: str) -> str:
-    h = text.replace(":", "").lower()
-    return ":".join(h[i : i + 2] for i in range(0, 12, 2))
 
 
 def compile_name(text: str) -> NamePattern:

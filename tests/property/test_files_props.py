@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bootstrapd.config.model import Files, Profile
 from bootstrapd.files.inventory import Inventory, Row
-from bootstrapd.files.outcome import FileRequest, Miss, Protocol, Rendered, Static
+from bootstrapd.files.outcome import FileRequest, Miss, MissReason, Protocol, Rendered, Static
 from bootstrapd.files.render import NOT_XML, Templates
 from bootstrapd.files.resolve import FileResolver
 
@@ -49,11 +49,12 @@ def test_any_inventory_text_renders_well_formed_xml(tmp_path: Path, label: str) 
 
 @SETTINGS
 @given(name=st.text(max_size=60) | st.sampled_from(["../x", "/srv/ok.txt", "ok.txt", "..", "%2e%2e/x"]),
-       ua=st.none() | st.text(max_size=120))
+       ua=st.none() | st.text(max_size=120) | st.from_regex(r"Cisco-CP-78[0-9]{2}-3PCC/\S{0,8} \([0-9a-f:-]{10,20}\)"))
 def test_any_name_and_user_agent_resolve_inside_the_root(tmp_path: Path, name: str, ua: str | None) -> None:
     r = make(tmp_path, "x")
     got = r.resolve(FileRequest(name, Protocol.HTTP, IPv4Address("198.18.0.9"), ua))
     assert isinstance(got, Rendered | Static | Miss)
+    assert not (isinstance(got, Miss) and got.reason is MissReason.RENDER_FAILED), got.detail
     if isinstance(got, Static):
         assert os.path.realpath(got.path).startswith(os.path.realpath(tmp_path / "srv") + os.sep)
     if isinstance(got, Rendered):

@@ -71,6 +71,8 @@ def test_bad_patterns_say_why(pattern: str, message: str) -> None:
     ("MyPhone/1.0", None, None, None),
     ("Cisco-CP-7841-3PCC/11.3.7", "CP-7841-3PCC", "11.3.7", None),
     ("(00562b04361)", None, None, None),
+    ("Cisco-CP-7841-3PCC/1 (00:56-2b0436:15)", "CP-7841-3PCC", "1", None),
+    ("Cisco-CP-7841-3PCC/11.0<script> (00562b043615)", "CP-7841-3PCC", "11.0", MAC),
     ("", None, None, None),
     ("x" * 600 + " (00562b043615)", None, None, None),  # over the bound: not parsed
 ])
