@@ -21,7 +21,7 @@ from bootstrapd.config.model import Files, Profile, ProfileDevices
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.files import jail
 from bootstrapd.files.identify import LeaseOf, identify
-from bootstrapd.files.inventory import Inventory, read_inventory
+from bootstrapd.files.inventory import Inventory, Row, read_inventory
 from bootstrapd.files.names import NameMatch, NamePattern, compile_name
 from bootstrapd.files.outcome import Device, FileRequest, IdentifiedBy, Miss, MissReason, Rendered, Resolution, Static
 from bootstrapd.files.render import DeviceVars, RandomBytes, Templates, compress, context, device_vars, render_xml, seal
@@ -93,13 +93,12 @@ class FileResolver:
 
     def _resolve(self, req: FileRequest) -> Resolution:
         rel = jail.clean_name(req.name)
+        matched = None if isinstance(rel, jail.Refusal) else next(self._matches(rel), None)
+        device, device_class = identify(matched[1] if matched else None, req.user_agent, req.client, self._lease_of)
         if isinstance(rel, jail.Refusal):
-            device, _ = identify(None, req.user_agent, req.client, self._lease_of)
             return Miss(rel.reason, device, rel.detail)
-        matched = next(self._matches(rel), None)
         if matched is not None:
-            return self._profile(req, *matched)
-        device, _ = identify(None, req.user_agent, req.client, self._lease_of)
+            return self._profile(req, matched[0], device, device_class)
         found = jail.lookup(self.root, rel)
         if isinstance(found, jail.Refusal):
             return Miss(found.reason, device, found.detail)
@@ -112,8 +111,8 @@ class FileResolver:
                 if match is not None:
                     yield compiled, match
 
-    def _profile(self, req: FileRequest, compiled: CompiledProfile, match: NameMatch) -> Resolution:
-        device, device_class = identify(match, req.user_agent, req.client, self._lease_of)
+    def _profile(self, req: FileRequest, compiled: CompiledProfile, device: Device,
+                 device_class: str | None) -> Resolution:
         row = self.inventory.get(device.mac)
         profile = compiled.profile
         if row is None and profile.devices is ProfileDevices.INVENTORY:
@@ -121,17 +120,16 @@ class FileResolver:
                         f"inventory row ({compiled.label})")
         dev = device_vars(device, req.client, device_class, row)
         try:
-            plain = self._render(compiled, dev)
+            plain = self._render(compiled, dev, row)
             body, encoding = seal(plain, profile, row.key if row else "", self._random)
         except Exception as e:  # check renders every row; reaching this is a bug
             return Miss(MissReason.RENDER_FAILED, device, f"{compiled.label}: {type(e).__name__}: {e}")
         return Rendered(body, compiled.label, device, content_encoding=encoding)
 
-    def _render(self, compiled: CompiledProfile, dev: DeviceVars) -> bytes:
-        key = (compiled.index, dev)
+    def _render(self, compiled: CompiledProfile, dev: DeviceVars, row: Row | None) -> bytes:
+        key = (compiled.index, dev)  # the row is the MAC's, which `dev` holds
         plain = self._cache.get(key)
         if plain is None:
-            row = self.inventory.get(dev.mac or None)
             ctx = context(dev, row, self.inventory.columns, self.files.variables)
             plain = compress(render_xml(compiled.template, ctx), compiled.profile.gzip)
             if len(self._cache) >= MAX_CACHE:
