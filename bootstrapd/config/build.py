@@ -83,6 +83,8 @@ class Builder:
 
     def _kind(self, kind: Kind, node: YNode, path: str) -> Any:
         try:
+            if kind.parse_at is not None:
+                return kind.parse_at(node.value, node.loc.file)
             return kind.parse(node.value)
         except ValueProblem as e:
             return self.error(node.loc, path, str(e))

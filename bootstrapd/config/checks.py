@@ -95,6 +95,9 @@ class Checker:
         for check in (self._listen, self._subnets, self._reservations, self._classes, self._option_sizes,
                       self._raw_options, self._records, self._srv, self._syslog):
             check()
+        from bootstrapd.files.check import check_files  # renders templates: loaded only when checking
+
+        self.diagnostics.extend(check_files(self.site, self._at))
         return self.diagnostics
 
     def _syslog(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from bootstrapd.config.types import (
+    BLKSIZE,
     COUNT,
     DNS_NAME,
     DOMAIN,
@@ -24,11 +25,15 @@ from bootstrapd.config.types import (
     MAC_PREFIX,
     NETWORK,
     OPTION_CODE,
+    PATH,
     PORT,
+    POSITIVE,
     RANGE,
     U8,
     U16,
     U32,
+    VARIABLES,
+    WINDOWSIZE,
     AddressRange,
     HostPort,
 )
@@ -218,6 +223,99 @@ class Dhcp:
     raw_options: tuple[RawOption, ...] = field(default=(), metadata=meta("any other option code"))
 
 
+class ProfileDevices(enum.Enum):
+    """Which devices a profile is rendered for."""
+
+    ANY = "any"  # every device, unknown ones with empty inventory fields
+    INVENTORY = "inventory"  # only devices with an inventory row; others get a miss (not_in_inventory)
+
+
+class Encrypt(enum.Enum):
+    """Profile encryption (mpp-bootstrap.md section 6); the key is the inventory row's `key`."""
+
+    NONE = "none"
+    AES_256_CBC = "aes-256-cbc"  # `openssl enc -aes-256-cbc -md sha256 -k KEY` (Salted__, EVP_BytesToKey)
+    AES_256_CBC_MD5 = "aes-256-cbc-md5"  # the same with MD5 key derivation, for old firmware
+    AES128GCM = "aes128gcm"  # RFC 8188 Content-Encoding, IKM = the key's UTF-8 bytes
+
+
+FilePath = Annotated[str, PATH]  # relative to the YAML file that wrote it; absolute in the model
+
+
+@dataclass(frozen=True)
+class Tftp:
+    port: Annotated[int, PORT] = field(default=69, metadata=meta("UDP port of the TFTP server"))
+    max_sessions: Annotated[int, POSITIVE] = field(
+        default=1000, metadata=meta("concurrent transfers; a request beyond gets ERROR 0 and is counted")
+    )
+    blksize_max: Annotated[int, BLKSIZE] = field(
+        default=1468, metadata=meta("largest block size granted (RFC 2348); 1468 fills a 1500-byte frame")
+    )
+    windowsize_max: Annotated[int, WINDOWSIZE] = field(
+        default=64, metadata=meta("largest window granted (RFC 7440); 1 = lock-step RFC 1350")
+    )
+    timeout: Annotated[int, POSITIVE] = field(
+        default=1, metadata=meta("seconds before a block is sent again, unless the client's timeout option asks")
+    )
+    retries: Annotated[int, POSITIVE] = field(default=5, metadata=meta("sends of one block before giving up"))
+
+
+@dataclass(frozen=True)
+class Http:
+    port: Annotated[int, PORT] = field(default=80, metadata=meta("TCP port of the HTTP server"))
+    idle_timeout: Duration = field(default=30, metadata=meta("close a connection idle this long"))
+    max_connections: Annotated[int, POSITIVE] = field(
+        default=2000, metadata=meta("concurrent connections; more wait in the listen backlog")
+    )
+    max_body: Annotated[int, POSITIVE] = field(
+        default=65536, metadata=meta("largest request body (a phone's POSTed status), bytes")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Https(Http):
+    """HTTP's keys, and the certificate."""
+
+    port: Annotated[int, PORT] = field(default=443, metadata=meta("TCP port of the HTTPS server"))
+    cert: FilePath = field(metadata=meta("PEM certificate chain covering the names phones use"))
+    key: FilePath = field(metadata=meta("PEM private key of the certificate, unencrypted"))
+
+
+@dataclass(frozen=True)
+class Auth:
+    """HTTP Basic authentication for every file (phones send --uid/--pwd of their profile rule)."""
+
+    user: str = field(metadata=meta("user name"))
+    password_file: FilePath = field(metadata=meta("file holding the password (first line)"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    names: tuple[str, ...] = field(metadata=meta("names in the phone's macros ($PN, $PSN, $MA, $MAU, $MAC)"))
+    template: FilePath = field(metadata=meta("Jinja2 template, relative to the site file"))
+    devices: ProfileDevices = field(default=ProfileDevices.ANY, metadata=meta("any | inventory"))
+    gzip: bool = field(default=False, metadata=meta("gzip the rendered profile (before encryption)"))
+    encrypt: Encrypt = field(
+        default=Encrypt.NONE, metadata=meta("none | aes-256-cbc | aes-256-cbc-md5 | aes128gcm")
+    )
+
+
+@dataclass(frozen=True)
+class Files:
+    """The floor's file service (TFTP, HTTP, HTTPS) on listen.address."""
+
+    root: FilePath = field(metadata=meta("static files (firmware loads, fixed profiles): read-only, jailed"))
+    tftp: Tftp | None = field(default=None, metadata=meta("TFTP server; omit to disable"))
+    http: Http | None = field(default=None, metadata=meta("HTTP server; omit to disable"))
+    https: Https | None = field(default=None, metadata=meta("HTTPS server; omit to disable"))
+    auth: Auth | None = field(default=None, metadata=meta("HTTP Basic auth for every file"))
+    inventory: FilePath | None = field(default=None, metadata=meta("CSV, one row per expected device"))
+    variables: Annotated[dict[str, str], VARIABLES] = field(
+        default_factory=dict, metadata=meta("site-wide template variables")
+    )
+    profiles: tuple[Profile, ...] = field(default=(), metadata=meta("rendered names; first match wins"))
+
+
 @dataclass(frozen=True)
 class Soa:
     mname: Annotated[str, DNS_NAME] = field(default="ns1", metadata=meta("primary name server"))
@@ -315,6 +413,7 @@ class Site:
     listen: Listen = field(metadata=meta("where bootstrapd serves"))
     domain: Annotated[str, DOMAIN] = field(metadata=meta("option 15 and the DNS zone apex"))
     state_dir: str = field(default="/var/lib/bootstrapd", metadata=meta("the lease database lives here"))
+    files: Files | None = field(default=None, metadata=meta("the floor's file service; omit: no files"))
     dhcp: Dhcp = field(default_factory=Dhcp, metadata=meta("DHCPv4 service"))
     dns: Dns = field(default_factory=Dns, metadata=meta("authoritative DNS for the domain"))
     syslog: Syslog | None = field(default=None, metadata=meta("the phones' syslog sink; omit: none"))

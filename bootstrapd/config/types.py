@@ -7,6 +7,7 @@ that one declaration, so the two cannot drift apart.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ class Kind:
     name: str
     parse: Callable[[Any], Any]
     schema: dict[str, Any]
+    # When set, used instead of `parse` with the file that defined the value (paths relative to it).
+    parse_at: Callable[[Any, str], Any] | None = None
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -163,6 +166,31 @@ def parse_hostport(raw: Any) -> HostPort:
     return HostPort(host, int(port_s))
 
 
+def parse_path_at(raw: Any, file: str) -> str:
+    """A file or directory name, relative to the YAML file that wrote it: the absolute, normalised path."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueProblem(f"expected a file name, got {raw!r}")
+    if "\0" in raw:
+        raise ValueProblem(f"a file name cannot hold NUL: {raw!r}")
+    base = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
+    return os.path.normpath(os.path.join(base, raw.strip()))
+
+
+def parse_variables(raw: Any) -> dict[str, str]:
+    """Template variables: identifier -> scalar (numbers are written as text). `raw` maps keys to YNodes."""
+    if not isinstance(raw, dict):
+        raise ValueProblem(f"expected a mapping of names to values, got {raw!r}")
+    out: dict[str, str] = {}
+    for key, node in raw.items():
+        value = getattr(node, "value", node)
+        if not key.isidentifier() or key == "device":
+            raise ValueProblem(f"variable {key!r} must be an identifier (letters, digits, _) and not 'device'")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueProblem(f"variable {key!r}: expected text or a number, got {value!r}")
+        out[key] = str(value)
+    return out
+
+
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
@@ -212,6 +240,12 @@ HOSTPORT = Kind("host:port", parse_hostport, {"type": "string"})
 DNS_NAME = Kind("dns name", parse_dns_name, {"type": "string"})
 DOMAIN = Kind("domain", parse_domain, {"type": "string"})
 PORT = Kind("port", _int_range(1, 65535), {"type": "integer", "minimum": 1, "maximum": 65535})
+PATH = Kind("path", lambda raw: parse_path_at(raw, ""), {"type": "string", "minLength": 1}, parse_path_at)
+VARIABLES = Kind("variables", parse_variables, {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_]\w*$"},
+                                                "additionalProperties": {"type": ["string", "number"]}})
+POSITIVE = Kind("positive integer", _int_range(1, 2**31 - 1), {"type": "integer", "minimum": 1})
+BLKSIZE = Kind("blksize", _int_range(8, 65464), {"type": "integer", "minimum": 8, "maximum": 65464})  # RFC 2348
+WINDOWSIZE = Kind("windowsize", _int_range(1, 65535), {"type": "integer", "minimum": 1, "maximum": 65535})  # 7440
 U8 = Kind("u8", _int_range(0, 255), {"type": "integer", "minimum": 0, "maximum": 255})
 U16 = Kind("u16", _int_range(0, 65535), {"type": "integer", "minimum": 0, "maximum": 65535})
 U32 = Kind("u32", _int_range(0, 2**32 - 1), {"type": "integer", "minimum": 0, "maximum": 2**32 - 1})

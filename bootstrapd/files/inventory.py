@@ -34,6 +34,7 @@ class Inventory:
     file: str
     rows: tuple[Row, ...] = ()
     by_mac: Mapping[str, Row] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()  # the header but `mac`: the variables an unknown device gets empty
 
     def get(self, mac: str | None) -> Row | None:
         return self.by_mac.get(mac) if mac else None
@@ -85,7 +86,8 @@ def parse_inventory(text: str, file: str, path: str = "files.inventory") -> tupl
             rows.append(row)
     except csv.Error as e:
         error(reader.line_num, f"not CSV: {e}")
-    return Inventory(file, tuple(rows), by_mac), diags
+    columns = tuple(h for h in header if h != "mac")
+    return Inventory(file, tuple(rows), by_mac, columns), diags
 
 
 def _row(header: list[str], cells: list[str], line: int, error: Callable[[int, str], None]) -> Row | None:

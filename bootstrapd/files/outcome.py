@@ -54,7 +54,7 @@ class Device:
 
     mac: str | None  # 00:56:2b:04:36:15, or None when unidentified
     identified_by: IdentifiedBy
-    model: str | None = None  # CP-7841-3PCC, from the User-Agent (or the lease's option 60)
+    model: str | None = None  # CP-7841-3PCC: from the name ($PN/$PSN), else the User-Agent, else option 60
     firmware: str | None = None  # from the User-Agent
     # Every disagreement between the sources (path MAC vs User-Agent MAC vs lease MAC), e.g.
     # ("path=00:56:2b:04:36:15", "lease=00:56:2b:00:00:01"); the shell records and counts them.
