@@ -97,7 +97,7 @@ class Checker:
             check()
         from bootstrapd.files.check import check_files  # renders templates: loaded only when checking
 
-        self.diagnostics.extend(check_files(self.site, self._at))
+        self.diagnostics.extend(check_files(self.site, self._at, self._built.indices, self._bad))
         return self.diagnostics
 
     def _syslog(self) -> None:

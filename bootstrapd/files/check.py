@@ -45,21 +45,25 @@ class _Report:
 
 
 def check_files(site: Site, at: Callable[[str], Loc],
-                indices: Mapping[str, tuple[int, ...]] | None = None) -> list[Diagnostic]:
+                indices: Mapping[str, tuple[int, ...]] | None = None,
+                bad: Callable[[str], bool] = lambda path: False) -> list[Diagnostic]:
     """Every problem of `site.files`; `at(path)` locates a config path (its YAML file and line). `indices`:
-    for a list some of whose items failed to build (and were left out), the file's index of each kept item."""
+    for a list some of whose items failed to build (and were left out), the file's index of each kept item.
+    `bad(path)`: something at, above or below `path` failed to build, so checks that read it are skipped."""
     files = site.files
     if files is None:
         return []
     rep = _Report(at)
-    _servers(site, files, rep)
+    if not bad("listen"):
+        _servers(site, files, rep)
     if not os.path.isdir(files.root):
         rep.error("files.root", f"{'not a directory' if os.path.exists(files.root) else 'no such directory'}: "
                   f"{files.root}")
     inventory = _inventory(files, rep)
     # Without the inventory's columns every row variable would be "undefined": render only with them.
-    render = files.inventory is None or inventory is not None
-    checked = _Profiles(Templates(), set(), render)
+    render = (files.inventory is None and not bad("files.inventory") or inventory is not None) \
+        and not bad("files.variables")
+    checked = _Profiles(Templates(), set(), render, bad("files.inventory"), bad)
     where = (indices or {}).get("files.profiles") or range(len(files.profiles))
     for i, profile in zip(where, files.profiles, strict=True):
         _profile(site, files, i, profile, inventory, checked, rep)
@@ -71,6 +75,8 @@ class _Profiles:
     templates: Templates
     broken: set[str]  # template files already reported: once each, not once per profile using them
     render: bool
+    inventory_failed: bool = False  # files.inventory failed to build: "needs an inventory" would be noise
+    bad: Callable[[str], bool] = lambda path: False  # a path failed to build: skip the checks that read it
 
 
 def _servers(site: Site, files: Files, rep: _Report) -> None:
@@ -162,10 +168,11 @@ def _profile(site: Site, files: Files, i: int, profile: Profile, inventory: Inve
     if not profile.names:
         rep.error(f"{path}.names", "at least one name is required")
     needs_rows = profile.devices is ProfileDevices.INVENTORY or profile.encrypt is not Encrypt.NONE
-    if needs_rows and files.inventory is None:
+    if needs_rows and files.inventory is None and not checked.inventory_failed:
         rep.error(f"{path}.devices" if profile.encrypt is Encrypt.NONE else f"{path}.encrypt",
                   "needs files.inventory (the rows, and their `key` for encryption)")
-    if profile.encrypt is not Encrypt.NONE and profile.devices is ProfileDevices.ANY:
+    if profile.encrypt is not Encrypt.NONE and profile.devices is ProfileDevices.ANY \
+            and not checked.bad(f"{path}.devices"):
         rep.error(f"{path}.encrypt", f"encrypt: {profile.encrypt.value} needs each device's inventory `key`, "
                   "but devices: any also serves unknown devices; use devices: inventory")
     template = _template(profile.template, f"{path}.template", checked, rep)
@@ -223,7 +230,8 @@ def _render_one(site: Site, files: Files, profile: Profile, template: jinja2.Tem
         problems.append((".encrypt", f"encrypt: {profile.encrypt.value} needs the row's `key`; it has none"))
     device = Device(row.mac if row else None, IdentifiedBy.PATH if row else IdentifiedBy.NONE,
                     SAMPLE_PN if with_model else None)
-    address = site.listen.address if isinstance(site.listen.address, IPv4Address) else None  # may have failed
+    address = getattr(site.listen, "address", None)  # listen (or its address) may have failed to build
+    address = address if isinstance(address, IPv4Address) else None
     dev = device_vars(device, address or SAMPLE_ADDRESS, None, row)
     ctx = context(dev, row, inventory.columns if inventory else (), files.variables)
     try:
