@@ -61,7 +61,7 @@ def check_files(site: Site, at: Callable[[str], Loc],
                   f"{files.root}")
     inventory = _inventory(files, rep)
     # Without the inventory's columns every row variable would be "undefined": render only with them.
-    render = (files.inventory is None and not bad("files.inventory") or inventory is not None) \
+    render = ((files.inventory is None and not bad("files.inventory")) or inventory is not None) \
         and not bad("files.variables")
     checked = _Profiles(Templates(), set(), render, bad("files.inventory"), bad)
     where = (indices or {}).get("files.profiles") or range(len(files.profiles))
