@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bootstrapd.config import LoadResult, check_site
 from bootstrapd.config.model import Site
-from bootstrapd.dhcp.leases import Lease
+from bootstrapd.dhcp.leases import Lease, LeaseState, effective_state
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
@@ -21,6 +21,7 @@ from bootstrapd.observability.metrics import Metrics
 if TYPE_CHECKING:
     from ipaddress import IPv4Address
 
+    from bootstrapd.files.identify import LeaseInfo
     from bootstrapd.syslog import SyslogMessage
 
 
@@ -67,7 +68,9 @@ def lease_dns_name(lease: Lease) -> str:
 
 def restart_settings(site: Site) -> tuple[object, ...]:
     """What a reload cannot change: sockets and files opened at start."""
-    return site.listen, site.state_dir, site.syslog.port if site.syslog else None
+    from bootstrapd.transport.fileservice import restart_keys
+
+    return site.listen, site.state_dir, site.syslog.port if site.syslog else None, restart_keys(site.files)
 
 
 class Service:
@@ -82,6 +85,7 @@ class Service:
         self.rogue: Any = None
         self.devices: Any = None
         self.syslog: Any = None
+        self.files: Any = None
         self._probe: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
 
@@ -134,6 +138,11 @@ class Service:
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
                                on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
+        if site.files is not None:
+            from bootstrapd.transport.fileservice import FileService
+
+            self.files = FileService(site, self._lease_of, self.devices.file_fetch, self.metrics, self.log)
+            await self.files.start()
         if site.syslog is not None:
             from bootstrapd.transport.syslog import SyslogServer
 
@@ -158,6 +167,15 @@ class Service:
         else:
             self.dns.lease_records.remove(name, lease.address)
 
+    def _lease_of(self, address: IPv4Address) -> LeaseInfo | None:
+        """The current holder of `address`, for the file service's device identification."""
+        lease = self.dhcp.store.get_by_address(address) if self.dhcp is not None else None
+        if lease is None or effective_state(lease, time.time()) is not LeaseState.BOUND:
+            return None
+        from bootstrapd.files.identify import LeaseInfo
+
+        return LeaseInfo(lease.chaddr[:6].hex(":"), lease.vendor_class, lease.device_class)
+
     def _syslog_message(self, now: float, source: IPv4Address, msg: SyslogMessage) -> None:
         """The one hook for each accepted syslog message (already logged as `syslog.message`): the funnel's
         device tracker ties it to a device (its MAC, else the source address's lease) and moves its stage."""
@@ -167,6 +185,8 @@ class Service:
     async def _shutdown(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
+        if self.files is not None:
+            await self.files.stop()
         if self.syslog is not None:
             await self.syslog.stop()
         if self.rogue is not None:
@@ -179,7 +199,12 @@ class Service:
             self.devices.close()
 
     def _swap(self, new: Site) -> bool:
-        """Both services take `new`, or neither: each builds its new state before swapping it in."""
+        """Every service takes `new`, or none: each builds its new state before swapping it in."""
+        try:
+            resolver = self.files.prepare(new) if self.files is not None else None
+        except BootstrapdError as e:  # a template or the inventory changed on disk since check read it
+            self._reject([str(e)])
+            return False
         try:
             self.dns.reload(new)
         except BootstrapdError as e:  # zone data the checker accepts but DNS cannot serve
@@ -193,6 +218,8 @@ class Service:
             return False
         if self.syslog is not None:
             self.syslog.reload(new)
+        if self.files is not None:
+            self.files.swap(new, resolver)
         return True
 
     def _reject(self, errors: list[str]) -> None:
@@ -217,7 +244,7 @@ class Service:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
                 self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir and the syslog port apply at restart")
+                                 detail="listen, state_dir, the syslog port and the file servers apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

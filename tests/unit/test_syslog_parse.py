@@ -189,3 +189,16 @@ def test_event_after_letters_that_lowercase_longer() -> None:
     """'İ'.lower() is two characters: the event is still found where it is."""
     msg = parse(("İ" * 100 + " CP-7841-3PCC 00:56:2b:04:36:15 -- Resync failed: x").encode())
     assert (msg.kind, msg.mac, msg.error) == (Kind.RESYNC_FAILED, MAC, "x")
+
+
+def test_the_example_bootstrap_template_sets_our_exact_log_forms() -> None:
+    # The funnel reads resyncs exactly when phones log in OUR_TEMPLATES' form; the shipped template sets it.
+    import re
+    from pathlib import Path
+
+    from bootstrapd.syslog import OUR_TEMPLATES
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "templates" / "bootstrap.xml.j2").read_text()
+    found = dict(re.findall(r'<(Log_\w+) ua="na">([^<]*)</\1>', text))
+    assert found == OUR_TEMPLATES
+    assert "<Syslog_Server" in text
