@@ -7,6 +7,7 @@ declare -A need=(
   [ip]=iproute2 [ping]=iputils-ping [udhcpc]=udhcpc [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl
+  [curl]=curl [tftp]=tftp-hpa [atftp]=atftp [busybox]=busybox [in.tftpd]=tftpd-hpa
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -34,6 +35,6 @@ apt-get update -qq
 # --no-install-recommends: only what the tools themselves need.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Distribution units must not start servers on this machine's real interfaces.
-for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter; do
+for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter tftpd-hpa; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done

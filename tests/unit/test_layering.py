@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "bootstrapd"
-CORES = ("config", "dhcp", "dns")
+CORES = ("config", "dhcp", "dns", "files", "tftp")
 FORBIDDEN = {"asyncio", "socket", "structlog", "prometheus_client", "selectors"}
 
 
