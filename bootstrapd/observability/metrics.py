@@ -89,6 +89,25 @@ class Metrics:
             f"{p}_dns_internal_errors_total", "bugs: exceptions answered with SERVFAIL", registry=r
         )
 
+        # File service (TFTP, HTTP, HTTPS share the fetch families; result is "ok" or the refusal reason)
+        self.files_fetches = Counter(
+            f"{p}_files_fetches_total", "file transfers ended, by protocol and result (ok or why not)",
+            ["protocol", "result"], registry=r,
+        )
+        self.files_bytes_sent = Counter(
+            f"{p}_files_bytes_sent_total", "file payload bytes sent (TFTP: retransmissions included)",
+            ["protocol"], registry=r,
+        )
+        self.tftp_sessions = Gauge(f"{p}_tftp_sessions", "TFTP transfers in progress", registry=r)
+        self.tftp_drops = Counter(
+            f"{p}_tftp_drops_total",
+            "TFTP datagrams that started no transfer (parse_failed, not_a_request, unknown_tid)",
+            ["reason"], registry=r,
+        )
+        self.tftp_retransmissions = Counter(
+            f"{p}_tftp_retransmissions_total", "TFTP windows (or OACKs) sent again after a timeout", registry=r
+        )
+
         # Service
         self.reloads = Counter(
             f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r

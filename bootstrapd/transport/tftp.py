@@ -1,0 +1,375 @@
+"""The TFTP shell: the request socket, one socket per transfer, timers, the shared files, logs and metrics.
+
+Requests arrive on `address:port`. Each accepted RRQ gets its own socket bound to the local address the
+RRQ was sent to (port ephemeral, RFC 1350 section 4), so replies leave from the address the client used.
+A datagram on a transfer's socket from another address or port gets ERROR 5 and the transfer goes on.
+Write requests get ERROR 2; nothing is ever written. At most `max_sessions` transfers run at once; the
+rest get ERROR 0 "server busy" and are counted. Each transfer's end is one `Fetched`/`Refused` value,
+logged as `files.fetch`, counted, and handed to `on_fetch`.
+
+Timers are lazy: a transfer keeps one `call_at` handle; ACKs only move the session's deadline, and a timer
+that fires early re-arms itself for the current deadline. A small transfer thus costs one timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bootstrapd.files.outcome import (
+    Device,
+    Fetched,
+    FileRequest,
+    IdentifiedBy,
+    Miss,
+    MissReason,
+    Protocol,
+    Refused,
+    Rendered,
+    Static,
+)
+from bootstrapd.observability.metrics import Metrics
+from bootstrapd.tftp import packet
+from bootstrapd.tftp.options import Limits, negotiate
+from bootstrapd.tftp.packet import ErrorCode, Mode, Opcode, Request, TftpParseError
+from bootstrapd.tftp.session import Closed, End, Session, Source, Step, Timing, netascii
+from bootstrapd.transport.files_cache import BytesSource, FileCache, SharedFile
+from bootstrapd.transport.l2 import interface_address
+
+RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
+RECV_SESSION = 2048  # ACKs are 4 bytes; anything longer from the client is garbage, truncated
+BURST = 64  # datagrams read per wake-up before yielding to the loop
+NETASCII_MAX = 16 << 20  # netascii is translated in memory; firmware is never asked for in netascii
+NO_DEVICE = Device(None, IdentifiedBy.NONE)
+
+Resolve = Callable[[FileRequest], Rendered | Static | Miss]
+OnFetch = Callable[[Fetched | Refused], None]
+
+
+class Reason(enum.Enum):
+    """The shell's own refusal reasons (beside MissReason and session End values)."""
+
+    SESSION_LIMIT = "session_limit"  # max_sessions transfers already running; ERROR 0
+    WRITE_REFUSED = "write_refused"  # a WRQ; ERROR 2, nothing written
+    BAD_MODE = "bad_mode"  # neither netascii nor octet; ERROR 4
+    TOO_BIG_FOR_NETASCII = "too_big_for_netascii"  # ERROR 0
+    INTERNAL_ERROR = "internal_error"  # a bug in the resolver or here; ERROR 0, counted
+    SHUTDOWN = "shutdown"  # the server stopped mid-transfer
+
+
+# Which ERROR a miss gets (tftp-hpa's mapping: no such file 1, everything refused on purpose 2).
+MISS_ERROR = {
+    MissReason.NOT_FOUND: ErrorCode.FILE_NOT_FOUND,
+    MissReason.NOT_IN_INVENTORY: ErrorCode.FILE_NOT_FOUND,
+    MissReason.BAD_NAME: ErrorCode.ACCESS_VIOLATION,
+    MissReason.TRAVERSAL: ErrorCode.ACCESS_VIOLATION,
+    MissReason.NOT_REGULAR: ErrorCode.ACCESS_VIOLATION,
+    MissReason.UNREADABLE: ErrorCode.ACCESS_VIOLATION,
+    MissReason.RENDER_FAILED: ErrorCode.NOT_DEFINED,
+}
+MISS_TEXT = {ErrorCode.FILE_NOT_FOUND: "File not found", ErrorCode.ACCESS_VIOLATION: "Access violation",
+             ErrorCode.NOT_DEFINED: "Server error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A resolved file that could not be opened after all."""
+
+    reason: str
+    code: ErrorCode
+
+
+def interface_mtu(local: str) -> int:
+    """MTU of the interface holding `local` as its primary address (1500 when not found)."""
+    for _, name in socket.if_nameindex():
+        if str(interface_address(name)) == local:
+            with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/mtu") as f:
+                return int(f.read())
+    return 1500
+
+
+class Transfer:
+    """One RRQ being served: its socket, its session, its timer."""
+
+    __slots__ = (
+        "fd",
+        "peer",
+        "request",
+        "resolution",
+        "server",
+        "session",
+        "shared",
+        "sock",
+        "started",
+        "timer",
+    )
+
+    def __init__(self, server: TftpServer, sock: socket.socket, session: Session, request: FileRequest,
+                 resolution: Rendered | Static, peer: tuple[str, int], shared: SharedFile | None) -> None:
+        self.server, self.sock, self.session = server, sock, session
+        self.request, self.resolution, self.peer, self.shared = request, resolution, peer, shared
+        self.started = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+        self.fd = sock.fileno()
+
+    def readable(self) -> None:
+        loop = self.server.loop
+        for _ in range(BURST):
+            try:
+                data, addr = self.sock.recvfrom(RECV_SESSION)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP port unreachable and the like: the timer decides
+            if addr != self.peer:
+                self.server.unknown_tid(self.sock, addr)
+                continue
+            if self.apply(self.session.receive(data, loop.time())):
+                return
+
+    def expire(self) -> None:
+        self.timer = None
+        loop = self.server.loop
+        now = loop.time()
+        if now < self.session.deadline:
+            self.timer = loop.call_at(self.session.deadline, self.expire)
+            return
+        self.apply(self.session.expire(now))
+
+    def apply(self, step: Step) -> bool:
+        """Send what the step says; True when the transfer is over."""
+        sendto, peer = self.sock.sendto, self.peer
+        for datagram in step.send:
+            try:
+                sendto(datagram, peer)
+            except OSError:
+                break  # send buffer full or network down: the retransmission timer covers it
+        if step.closed is not None:
+            self.server.finish(self, step.closed)
+            return True
+        if self.timer is None and step.deadline is not None:
+            self.timer = self.server.loop.call_at(step.deadline, self.expire)
+        return False
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.server.loop.remove_reader(self.fd)
+        self.sock.close()
+        if self.shared is not None:
+            self.shared.release()
+            self.shared = None
+
+
+class TftpServer:
+    def __init__(self, address: str, port: int, resolve: Resolve, on_fetch: OnFetch, metrics: Metrics,
+                 log: Any, *, max_sessions: int = 1000, blksize_max: int = 1468, windowsize_max: int = 64,
+                 timing: Timing | None = None) -> None:
+        self.address, self.port = address, port
+        self.resolve, self.on_fetch, self.metrics, self.log = resolve, on_fetch, metrics, log
+        self.max_sessions = max_sessions
+        self.blksize_max, self.windowsize_max = blksize_max, windowsize_max
+        self.timing = timing or Timing()
+        self.transfers: set[Transfer] = set()
+        self.cache = FileCache()
+        self.sock: socket.socket | None = None
+        self.loop: asyncio.AbstractEventLoop  # set by start()
+        self._limits: Limits | None = None
+        m = metrics
+        self._fetches = m.files_fetches
+        self._bytes = m.files_bytes_sent.labels(Protocol.TFTP.value)
+        self._sessions = m.tftp_sessions
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.address, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self._limits = Limits(self.blksize_max, self.windowsize_max, interface_mtu(self.address))
+        self.loop.add_reader(sock.fileno(), self._readable)
+        self.log.info("tftp.started", address=self.address, port=self.port, mtu=self._limits.mtu)
+
+    async def stop(self) -> None:
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        for transfer in list(self.transfers):
+            self.finish(transfer, Closed(End.ABORTED, detail=Reason.SHUTDOWN.value), Reason.SHUTDOWN.value)
+        self.cache.close()
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        for _ in range(BURST):
+            try:
+                data, addr = self.sock.recvfrom(RECV_REQUEST)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            try:
+                self._datagram(data, addr)
+            except Exception as exc:  # a bug must not stop the listener
+                self.metrics.tftp_drops.labels("internal_error").inc()
+                self.log.error("tftp.internal_error", error=repr(exc), client=addr[0])
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            pkt = packet.parse(data)
+        except TftpParseError as exc:
+            self.metrics.tftp_drops.labels("parse_failed").inc()
+            if data[:2] in (b"\x00\x01", b"\x00\x02"):  # a malformed request still gets told why
+                self._error(addr, ErrorCode.ILLEGAL_OPERATION, "malformed request")
+            self.log.debug("tftp.drop", reason="parse_failed", client=addr[0], error=str(exc))
+            return
+        if not isinstance(pkt, Request):
+            self.metrics.tftp_drops.labels("not_a_request").inc()
+            return
+        request = FileRequest(pkt.filename, Protocol.TFTP, ipaddress.IPv4Address(addr[0]))
+        if pkt.opcode is Opcode.WRQ:
+            return self._refuse(request, addr, Reason.WRITE_REFUSED.value, ErrorCode.ACCESS_VIOLATION,
+                                "Write not allowed")
+        if pkt.mode not in (Mode.OCTET.value, Mode.NETASCII.value):
+            return self._refuse(request, addr, Reason.BAD_MODE.value, ErrorCode.ILLEGAL_OPERATION,
+                                "Unknown mode")
+        if len(self.transfers) >= self.max_sessions:
+            return self._refuse(request, addr, Reason.SESSION_LIMIT.value, ErrorCode.NOT_DEFINED,
+                                "Server busy: too many transfers, retry later")
+        self._serve(pkt, request, addr)
+
+    def _serve(self, pkt: Request, request: FileRequest, addr: tuple[str, int]) -> None:
+        try:
+            resolution = self.resolve(request)
+        except Exception as exc:
+            self.log.error("tftp.resolve_failed", error=repr(exc), requested=request.name)
+            return self._refuse(request, addr, Reason.INTERNAL_ERROR.value, ErrorCode.NOT_DEFINED, "Server error")
+        if isinstance(resolution, Miss):
+            code = MISS_ERROR[resolution.reason]
+            return self._refuse(request, addr, resolution.reason.value, code, MISS_TEXT[code], resolution.device)
+        opened = self._source(resolution, pkt.mode == Mode.NETASCII.value)
+        if isinstance(opened, Unavailable):
+            code = opened.code
+            return self._refuse(request, addr, opened.reason, code, MISS_TEXT[code], resolution.device)
+        source, shared = opened
+        assert self._limits is not None
+        session = Session(source, negotiate(pkt.options, self._limits, source.size), self.timing)
+        try:
+            sock = self._session_socket()
+        except OSError as exc:
+            if shared is not None:
+                shared.release()
+            self.log.error("tftp.socket_failed", error=str(exc))
+            return self._refuse(request, addr, Reason.INTERNAL_ERROR.value, ErrorCode.NOT_DEFINED, "Server error")
+        transfer = Transfer(self, sock, session, request, resolution, addr, shared)
+        self.transfers.add(transfer)
+        self._sessions.inc()
+        self.loop.add_reader(transfer.fd, transfer.readable)
+        transfer.apply(session.start(self.loop.time()))
+
+    def _session_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.address, 0))  # the address the RRQ was sent to; an ephemeral port (TID)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _source(self, resolution: Rendered | Static,
+                ascii_mode: bool) -> tuple[Source, SharedFile | None] | Unavailable:
+        shared: SharedFile | None = None
+        if isinstance(resolution, Rendered):
+            source: Source = BytesSource(resolution.body)
+        else:
+            try:
+                shared = self.cache.acquire(resolution.path)
+            except FileNotFoundError:
+                return Unavailable(MissReason.NOT_FOUND.value, ErrorCode.FILE_NOT_FOUND)
+            except OSError:
+                return Unavailable(MissReason.UNREADABLE.value, ErrorCode.ACCESS_VIOLATION)
+            source = shared
+        if ascii_mode:
+            if source.size > NETASCII_MAX:
+                if shared is not None:
+                    shared.release()
+                return Unavailable(Reason.TOO_BIG_FOR_NETASCII.value, ErrorCode.NOT_DEFINED)
+            text = source.read(0, source.size)
+            if shared is not None:
+                shared.release()
+            return BytesSource(netascii(text)), None
+        return source, shared
+
+    def unknown_tid(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        """RFC 1350 section 4: a packet from a TID not of this transfer gets ERROR 5; ours goes on."""
+        self.metrics.tftp_drops.labels("unknown_tid").inc()
+        with contextlib.suppress(OSError):
+            sock.sendto(packet.encode_error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID"), addr)
+
+    def _error(self, addr: tuple[str, int], code: ErrorCode, text: str) -> None:
+        assert self.sock is not None
+        with contextlib.suppress(OSError):
+            self.sock.sendto(packet.encode_error(code, text), addr)
+
+    def _refuse(self, request: FileRequest, addr: tuple[str, int], reason: str, code: ErrorCode, text: str,
+                device: Device | None = None) -> None:
+        self._error(addr, code, text)
+        self._end(Refused(request, reason, int(code), device), addr, None)
+
+    def finish(self, transfer: Transfer, closed: Closed, reason: str | None = None) -> None:
+        if transfer not in self.transfers:
+            return
+        self.transfers.discard(transfer)
+        self._sessions.dec()
+        transfer.close()
+        session = transfer.session
+        seconds = time.monotonic() - transfer.started
+        self._bytes.inc(session.payload_sent)
+        if session.retransmits:
+            self.metrics.tftp_retransmissions.inc(session.retransmits)
+        outcome: Fetched | Refused
+        if closed.end is End.OK:
+            outcome = Fetched(transfer.request, transfer.resolution, 0, session.source.size, seconds)
+        else:
+            outcome = Refused(transfer.request, reason or closed.end.value, closed.error_sent,
+                              transfer.resolution.device, session.payload_sent, seconds)
+        self._end(outcome, transfer.peer, transfer, closed.detail)
+
+    def _end(self, outcome: Fetched | Refused, addr: tuple[str, int], transfer: Transfer | None,
+             detail: str = "") -> None:
+        ok = isinstance(outcome, Fetched)
+        result = "ok" if ok else outcome.reason  # type: ignore[union-attr]
+        self._fetches.labels(Protocol.TFTP.value, result).inc()
+        resolution = outcome.resolution if isinstance(outcome, Fetched) else None
+        if transfer is not None:
+            resolution = transfer.resolution
+        device = resolution.device if resolution is not None else (outcome.device or NO_DEVICE)  # type: ignore[union-attr]
+        resolved = (resolution.path if isinstance(resolution, Static)
+                    else resolution.profile if isinstance(resolution, Rendered) else None)
+        session = transfer.session if transfer is not None else None
+        self.log.info(
+            "files.fetch", protocol=Protocol.TFTP.value, client=f"{addr[0]}:{addr[1]}", mac=device.mac,
+            identified_by=device.identified_by.value, requested=outcome.request.name if outcome.request else None,
+            resolved=resolved, status=result, error_code=None if ok else outcome.status,
+            bytes=outcome.bytes_sent, seconds=round(outcome.seconds, 6),
+            blksize=session.blksize if session else None, windowsize=session.windowsize if session else None,
+            retransmits=session.retransmits if session else 0, detail=detail or None,
+        )
+        try:
+            self.on_fetch(outcome)
+        except Exception as exc:
+            self.log.error("tftp.on_fetch_failed", error=repr(exc))
