@@ -46,7 +46,7 @@ def netns_socket(host: Host, bind: str = "0.0.0.0") -> socket.socket:
 
 @dataclass
 class Result:
-    data: bytes = b""
+    data: bytearray = field(default_factory=bytearray)
     oack: dict[str, str] | None = None
     error: tuple[int, str] | None = None
     server_tid: tuple[str, int] | None = None
@@ -78,11 +78,11 @@ class RawClient:
             return None
 
     def fetch(self, name: str, options: tuple[tuple[str, str], ...] = (), *, drop: Drop | None = None,
-              skip_ack: Callable[[int], bool] | None = None, timeout: float = 15.0) -> Result:
+              skip_ack: Callable[[int], bool] | None = None, on_block: Callable[[int], None] | None = None,
+              timeout: float = 15.0) -> Result:
         """Lock-step (or windowed, ACKing each window's last block) download; raises on a stall."""
         self.send_request(name, options)
-        res, expected, blksize = Result(), 1, int(dict(options).get("blksize", 512))
-        window = int(dict(options).get("windowsize", 1))
+        res, expected, blksize, window = Result(), 1, 512, 1  # RFC 1350's until an OACK says otherwise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.recv(deadline - time.monotonic())
@@ -106,9 +106,13 @@ class RawClient:
                 self.sock.sendto(packet.encode_ack(0), addr)
                 continue
             assert isinstance(pkt, Data)
-            if pkt.block == expected & 0xFFFF:
+            if pkt.block == (expected - 1) & 0xFFFF and expected > 1:  # a retransmission: ACK it again
+                self.sock.sendto(packet.encode_ack(pkt.block), addr)
+            elif pkt.block == expected & 0xFFFF:
                 res.data += pkt.payload
                 expected += 1
+                if on_block is not None:
+                    on_block(expected - 1)
                 last = len(pkt.payload) < blksize
                 if (last or (expected - 1) % window == 0) and not (skip_ack and skip_ack(expected - 1)):
                     self.sock.sendto(packet.encode_ack(pkt.block), addr)
