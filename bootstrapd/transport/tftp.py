@@ -178,6 +178,7 @@ class TftpServer:
         self.blksize_max, self.windowsize_max = blksize_max, windowsize_max
         self.timing = timing or Timing()
         self.transfers: set[Transfer] = set()
+        self.peak_sessions = 0  # the most transfers seen at once (tests check the cap holds)
         self.cache = FileCache()
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start()
@@ -276,6 +277,7 @@ class TftpServer:
             return self._refuse(request, addr, Reason.INTERNAL_ERROR.value, ErrorCode.NOT_DEFINED, "Server error")
         transfer = Transfer(self, sock, session, request, resolution, addr, shared)
         self.transfers.add(transfer)
+        self.peak_sessions = max(self.peak_sessions, len(self.transfers))
         self._sessions.inc()
         self.loop.add_reader(transfer.fd, transfer.readable)
         transfer.apply(session.start(self.loop.time()))

@@ -119,3 +119,42 @@ class RawClient:
                 if last:
                     return res
         raise TimeoutError(f"transfer of {name!r} stalled at block {expected}")
+
+
+async def storm_fetch(sock: socket.socket, server: tuple[str, int], name: str, *, busy_retries: int = 50,
+                      timeout: float = 1.0, budget: float = 60.0) -> bytes:
+    """One lock-step download on a non-blocking socket with asyncio; retries when the server is busy and
+    re-sends its last packet when nothing arrives within `timeout`."""
+    import asyncio
+    import random
+
+    loop = asyncio.get_running_loop()
+    request = packet.encode_request(Request(Opcode.RRQ, name, "octet"))
+    end = time.monotonic() + budget
+    for _ in range(busy_retries):
+        data, expected, last_sent, dest = bytearray(), 1, request, server
+        await loop.sock_sendto(sock, request, server)
+        while time.monotonic() < end:
+            try:
+                raw, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), timeout)
+            except TimeoutError:
+                await loop.sock_sendto(sock, last_sent, dest)
+                continue
+            pkt = packet.parse(raw)
+            if isinstance(pkt, packet.Error):
+                if pkt.code == 0 and "busy" in pkt.message.lower():
+                    await asyncio.sleep(0.05 + random.random() * 0.2)
+                    break
+                raise RuntimeError(f"server error {pkt.code}: {pkt.message}")
+            assert isinstance(pkt, Data)
+            dest = addr
+            if pkt.block == expected & 0xFFFF:
+                data += pkt.payload
+                expected += 1
+            last_sent = packet.encode_ack(pkt.block)
+            await loop.sock_sendto(sock, last_sent, dest)
+            if len(pkt.payload) < 512 and pkt.block == (expected - 1) & 0xFFFF:
+                return bytes(data)
+        else:
+            raise TimeoutError(f"{name}: no whole transfer within {budget}s")
+    raise RuntimeError(f"{name}: busy {busy_retries} times")

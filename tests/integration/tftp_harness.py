@@ -83,7 +83,7 @@ async def _main(args: argparse.Namespace) -> None:
             with open(args.metrics + ".tmp", "wb") as f:
                 f.write(generate_latest(metrics.registry))
             os.replace(args.metrics + ".tmp", args.metrics)
-        log.warning("harness.metrics", sessions=len(server.transfers), cached=len(server.cache.files))
+        log.warning("harness.metrics", sessions=len(server.transfers), peak=server.peak_sessions, cached=len(server.cache.files))
 
     loop.add_signal_handler(signal.SIGUSR1, dump)
     await server.start()
