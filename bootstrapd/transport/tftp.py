@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import enum
 import ipaddress
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from bootstrapd.transport.l2 import interface_address
 
 RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
 RECV_SESSION = 2048  # ACKs are 4 bytes; anything longer from the client is garbage, truncated
+POLL_MAX = 256  # ready transfers served per poll
+POLL_ROUNDS = 8  # polls per event-loop wake-up before yielding to the other services
 BURST = 64  # datagrams read per wake-up before yielding to the loop
 NETASCII_MAX = 16 << 20  # netascii is translated in memory; firmware is never asked for in netascii
 NO_DEVICE = Device(None, IdentifiedBy.NONE)
@@ -120,19 +123,16 @@ class Transfer:
         self.fd = sock.fileno()
 
     def readable(self) -> None:
-        loop = self.server.loop
-        for _ in range(BURST):
-            try:
-                data, addr = self.sock.recvfrom(RECV_SESSION)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # ICMP port unreachable and the like: the timer decides
-            if addr != self.peer:
-                self.server.unknown_tid(self.sock, addr)
-                continue
-            if self.apply(self.session.receive(data, loop.time())):
-                return
+        # One datagram per wake-up: a transfer socket rarely holds more than one ACK, and the poller is
+        # level-triggered, so a second read would mostly cost a failing system call and an exception.
+        try:
+            data, addr = self.sock.recvfrom(RECV_SESSION)
+        except OSError:
+            return  # nothing after all, or ICMP port unreachable and the like: the timer decides
+        if addr != self.peer:
+            self.server.unknown_tid(self.sock, addr)
+            return
+        self.apply(self.session.receive(data, self.server.loop.time()))
 
     def expire(self) -> None:
         self.timer = None
@@ -161,7 +161,7 @@ class Transfer:
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.server.loop.remove_reader(self.fd)
+        self.server.unwatch(self.fd)
         self.sock.close()
         if self.shared is not None:
             self.shared.release()
@@ -183,6 +183,11 @@ class TftpServer:
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start()
         self._limits: Limits | None = None
+        # The transfers' sockets sit in one epoll of our own, itself one reader of the event loop: a wake-up
+        # serves every ready transfer in one pass instead of one event-loop callback per socket, and a
+        # transfer's start and end cost an epoll_ctl rather than a selector re-registration.
+        self._epoll: select.epoll | None = None
+        self._by_fd: dict[int, Transfer] = {}
         m = metrics
         self._fetches = m.files_fetches
         self._bytes = m.files_bytes_sent.labels(Protocol.TFTP.value)
@@ -202,6 +207,8 @@ class TftpServer:
         self.port = sock.getsockname()[1]
         self._limits = Limits(self.blksize_max, self.windowsize_max, interface_mtu(self.address))
         self.loop.add_reader(sock.fileno(), self._readable)
+        self._epoll = select.epoll()
+        self.loop.add_reader(self._epoll.fileno(), self._poll)
         self.log.info("tftp.started", address=self.address, port=self.port, mtu=self._limits.mtu)
 
     async def stop(self) -> None:
@@ -211,7 +218,30 @@ class TftpServer:
             self.sock = None
         for transfer in list(self.transfers):
             self.finish(transfer, Closed(End.ABORTED, detail=Reason.SHUTDOWN.value), Reason.SHUTDOWN.value)
+        if self._epoll is not None:
+            self.loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll = None
         self.cache.close()
+
+    def _poll(self) -> None:
+        if self._epoll is None:
+            return
+        by_fd, poll = self._by_fd, self._epoll.poll
+        for _ in range(POLL_ROUNDS):  # ACKs that arrived while we sent are served before yielding
+            ready = poll(0, POLL_MAX)
+            if not ready:
+                return
+            for fd, _ in ready:
+                transfer = by_fd.get(fd)
+                if transfer is not None:
+                    transfer.readable()
+
+    def unwatch(self, fd: int) -> None:
+        self._by_fd.pop(fd, None)
+        if self._epoll is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
 
     def _readable(self) -> None:
         assert self.sock is not None
@@ -279,7 +309,9 @@ class TftpServer:
         self.transfers.add(transfer)
         self.peak_sessions = max(self.peak_sessions, len(self.transfers))
         self._sessions.inc()
-        self.loop.add_reader(transfer.fd, transfer.readable)
+        assert self._epoll is not None
+        self._epoll.register(transfer.fd, select.EPOLLIN)
+        self._by_fd[transfer.fd] = transfer
         transfer.apply(session.start(self.loop.time()))
 
     def _session_socket(self) -> socket.socket:
