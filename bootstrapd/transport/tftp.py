@@ -51,6 +51,8 @@ POLL_ROUNDS = 8  # polls per event-loop wake-up before yielding to the other ser
 BURST = 64  # datagrams read per wake-up before yielding to the loop
 NETASCII_MAX = 16 << 20  # netascii is translated in memory; firmware is never asked for in netascii
 NO_DEVICE = Device(None, IdentifiedBy.NONE)
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+PKTINFO_SPACE = socket.CMSG_SPACE(12)
 
 Resolve = Callable[[FileRequest], Rendered | Static | Miss]
 OnFetch = Callable[[Fetched | Refused], None]
@@ -87,6 +89,14 @@ class Unavailable:
 
     reason: str
     code: ErrorCode
+
+
+def _local_address(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """From IP_PKTINFO (struct in_pktinfo: ifindex, spec_dst, addr): the local address the RRQ reached."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return socket.inet_ntoa(data[4:8])
+    return None
 
 
 def interface_mtu(local: str) -> int:
@@ -182,7 +192,8 @@ class TftpServer:
         self.cache = FileCache()
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start()
-        self._limits: Limits | None = None
+        self._limits: dict[str, Limits] = {}  # per local address: the MTU of its interface
+        self._wildcard = address in ("", "0.0.0.0")  # then IP_PKTINFO tells which address was asked
         # The transfers' sockets sit in one epoll of our own, itself one reader of the event loop: a wake-up
         # serves every ready transfer in one pass instead of one event-loop callback per socket, and a
         # transfer's start and end cost an epoll_ctl rather than a selector re-registration.
@@ -205,11 +216,12 @@ class TftpServer:
             raise
         self.sock = sock
         self.port = sock.getsockname()[1]
-        self._limits = Limits(self.blksize_max, self.windowsize_max, interface_mtu(self.address))
+        if self._wildcard:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         self.loop.add_reader(sock.fileno(), self._readable)
         self._epoll = select.epoll()
         self.loop.add_reader(self._epoll.fileno(), self._poll)
-        self.log.info("tftp.started", address=self.address, port=self.port, mtu=self._limits.mtu)
+        self.log.info("tftp.started", address=self.address, port=self.port)
 
     async def stop(self) -> None:
         if self.sock is not None:
@@ -247,18 +259,23 @@ class TftpServer:
         assert self.sock is not None
         for _ in range(BURST):
             try:
-                data, addr = self.sock.recvfrom(RECV_REQUEST)
+                if self._wildcard:
+                    data, anc, _, addr = self.sock.recvmsg(RECV_REQUEST, PKTINFO_SPACE)
+                    local = _local_address(anc) or self.address
+                else:
+                    data, addr = self.sock.recvfrom(RECV_REQUEST)
+                    local = self.address
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue
             try:
-                self._datagram(data, addr)
+                self._datagram(data, addr, local)
             except Exception as exc:  # a bug must not stop the listener
                 self.metrics.tftp_drops.labels("internal_error").inc()
                 self.log.error("tftp.internal_error", error=repr(exc), client=addr[0])
 
-    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _datagram(self, data: bytes, addr: tuple[str, int], local: str) -> None:
         try:
             pkt = packet.parse(data)
         except TftpParseError as exc:
@@ -280,9 +297,9 @@ class TftpServer:
         if len(self.transfers) >= self.max_sessions:
             return self._refuse(request, addr, Reason.SESSION_LIMIT.value, ErrorCode.NOT_DEFINED,
                                 "Server busy: too many transfers, retry later")
-        self._serve(pkt, request, addr)
+        self._serve(pkt, request, addr, local)
 
-    def _serve(self, pkt: Request, request: FileRequest, addr: tuple[str, int]) -> None:
+    def _serve(self, pkt: Request, request: FileRequest, addr: tuple[str, int], local: str) -> None:
         try:
             resolution = self.resolve(request)
         except Exception as exc:
@@ -296,10 +313,9 @@ class TftpServer:
             code = opened.code
             return self._refuse(request, addr, opened.reason, code, MISS_TEXT[code], resolution.device)
         source, shared = opened
-        assert self._limits is not None
-        session = Session(source, negotiate(pkt.options, self._limits, source.size), self.timing)
+        session = Session(source, negotiate(pkt.options, self._limits_for(local), source.size), self.timing)
         try:
-            sock = self._session_socket()
+            sock = self._session_socket(local)
         except OSError as exc:
             if shared is not None:
                 shared.release()
@@ -314,11 +330,19 @@ class TftpServer:
         self._by_fd[transfer.fd] = transfer
         transfer.apply(session.start(self.loop.time()))
 
-    def _session_socket(self) -> socket.socket:
+    def _limits_for(self, local: str) -> Limits:
+        limits = self._limits.get(local)
+        if limits is None:
+            if len(self._limits) > 64:  # bounded: addresses come and go
+                self._limits.clear()
+            limits = self._limits[local] = Limits(self.blksize_max, self.windowsize_max, interface_mtu(local))
+        return limits
+
+    def _session_socket(self, local: str) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            sock.bind((self.address, 0))  # the address the RRQ was sent to; an ephemeral port (TID)
+            sock.bind((local, 0))  # the address the RRQ was sent to; an ephemeral port (TID)
         except BaseException:
             sock.close()
             raise

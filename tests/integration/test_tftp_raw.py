@@ -290,3 +290,21 @@ def test_a_small_file_rewritten_in_place_is_sent_as_it_was(env: RawLab, raw: Raw
     res = raw.fetch("profile.xml", on_block=rewrite)
     assert bytes(res.data) == old
     assert bytes(raw.fetch("profile.xml").data) == b"new" * 100
+
+
+def test_wildcard_listener_replies_from_the_address_asked(env: RawLab, tmp_path: Path) -> None:
+    """Bound to 0.0.0.0, the transfer's socket is bound to the RRQ's destination (IP_PKTINFO): a client
+    that asked the second address hears from that address, not from the interface's primary one."""
+    env.harness.host.add_address("stg0", "198.18.0.5/23")
+    wild = Harness(env.harness.host, env.root, tmp_path, 3069, "--address", "0.0.0.0", *FAST)
+    try:
+        for target in (SERVER, "198.18.0.5"):
+            c = RawClient(env.client, (target, 3069))
+            try:
+                res = c.fetch("small.bin", (("blksize", "1468"),))
+            finally:
+                c.close()
+            assert bytes(res.data) == SMALL and res.server_tid is not None and res.server_tid[0] == target
+            assert res.oack == {"blksize": "1468"}
+    finally:
+        wild.stop()
