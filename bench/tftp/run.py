@@ -100,15 +100,42 @@ class Row:
                 f"{per:7.2f} |")
 
 
-def scenarios(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    small = ["--name", "small.bin", "--size", "4096", "--transfers", str(args.small_transfers),
-             "--concurrency", "100"]
-    large = ["--name", "large.bin", "--size", str(args.large_mb << 20), "--transfers", str(args.large_clients),
-             "--concurrency", str(args.large_clients), "--blksize", "1468"]
-    return [("small", small), ("large", large), ("large-w16", [*large, "--windowsize", "16"])]
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    argv: list[str]  # for bench/tftp/load.py, without --transfers/--concurrency
+    transfers: int
+    concurrency: int
 
 
-def one(lan: Any, client: Any, name: str, root: Path, work: Path, scenario: list[str]) -> dict[str, Any]:
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    small = ["--name", "small.bin", "--size", "4096"]
+    large = ["--name", "large.bin", "--size", str(args.large_mb << 20), "--blksize", "1468"]
+    n = args.large_clients
+    return [Scenario("small", small, args.small_transfers, 100), Scenario("large", large, n, n),
+            Scenario("large-w16", [*large, "--windowsize", "16"], n, n)]
+
+
+def load(client: Any, sc: Scenario, procs: int, env: dict[str, str]) -> dict[str, Any]:
+    """Run the load in `procs` client processes at once (one Python client cannot keep a server busy)."""
+    running = []
+    for i in range(procs):
+        share = sc.transfers // procs + (i < sc.transfers % procs)
+        conc = max(1, sc.concurrency // procs + (i < sc.concurrency % procs))
+        argv = [sys.executable, "-m", "bench.tftp.load", "--server", SERVER_IP, *sc.argv,
+                "--transfers", str(share), "--concurrency", str(min(conc, share))]
+        running.append(client.popen(argv, stdout=subprocess.PIPE, env=env, cwd=REPO, text=True))
+    total: dict[str, Any] = {"transfers": 0, "failures": 0, "bytes": 0, "short": 0, "seconds": 0.0}
+    for proc in running:
+        out, _ = proc.communicate(timeout=1800)
+        r = json.loads(out.strip().splitlines()[-1])
+        for key in ("transfers", "failures", "bytes", "short"):
+            total[key] += r[key]
+        total["seconds"] = max(total["seconds"], r["seconds"])
+    return total
+
+
+def one(lan: Any, client: Any, name: str, root: Path, work: Path, sc: Scenario, procs: int) -> dict[str, Any]:
     log = open(work / f"{name}.log", "a")  # noqa: SIM115 - the child owns it
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = lan.server.popen(argv_for(name, root, work), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -120,11 +147,8 @@ def one(lan: Any, client: Any, name: str, root: Path, work: Path, scenario: list
             raise RuntimeError(f"{name} exited: {(work / f'{name}.log').read_text()[-2000:]}")
         meter = CpuMeter(proc.pid)
         before = meter.seconds()
-        out = client.run([sys.executable, "-m", "bench.tftp.load", "--server", SERVER_IP, *scenario],
-                         timeout=1800, env=env, cwd=REPO)
-        cpu = meter.seconds() - before
-        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        result["cpu"] = cpu
+        result = load(client, sc, procs, env)
+        result["cpu"] = meter.seconds() - before
         return result
     finally:
         stop_process(proc)
@@ -137,6 +161,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--short", action="store_true", help="200 small transfers, 4 x 8 MB")
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--scenarios", default="small,large,large-w16")
+    p.add_argument("--client-procs", type=int, default=2, help="client processes sharing the load")
     p.add_argument("--small-transfers", type=int, default=1000)
     p.add_argument("--large-clients", type=int, default=20)
     p.add_argument("--large-mb", type=int, default=32)
@@ -157,12 +182,12 @@ def main(argv: list[str]) -> int:
         with Lab() as lab:
             lan = staging_lan(lab, clients=0)
             client = lan.static_client(CLIENT_ADDR, name="loader")
-            for label, scenario in scenarios(args):
-                if label not in args.scenarios.split(","):
+            for sc in scenarios(args):
+                if sc.label not in args.scenarios.split(","):
                     continue
                 for name in args.servers.split(","):
-                    r = one(lan, client, name, root, work, scenario)
-                    rows.append(Row(name, label, r["transfers"], r["failures"] + r["short"], r["seconds"],
+                    r = one(lan, client, name, root, work, sc, args.client_procs)
+                    rows.append(Row(name, sc.label, r["transfers"], r["failures"] + r["short"], r["seconds"],
                                     r["bytes"] / 1e6, r["cpu"]))
                     print(rows[-1].line(), flush=True)
     finally:

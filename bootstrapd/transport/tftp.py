@@ -41,7 +41,7 @@ from bootstrapd.tftp import packet
 from bootstrapd.tftp.options import Limits, negotiate
 from bootstrapd.tftp.packet import ErrorCode, Mode, Opcode, Request, TftpParseError
 from bootstrapd.tftp.session import Closed, End, Session, Source, Step, Timing, netascii
-from bootstrapd.transport.files_cache import BytesSource, FileCache, SharedFile
+from bootstrapd.transport.files_cache import BytesSource, FileCache, Reader, SharedFile
 from bootstrapd.transport.l2 import interface_address
 
 RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
@@ -142,7 +142,7 @@ class Transfer:
         if addr != self.peer:
             self.server.unknown_tid(self.sock, addr)
             return
-        self.apply(self.session.receive(data, self.server.loop.time()))
+        self.apply(self.session.receive(data, self.server.now()))
 
     def expire(self) -> None:
         self.timer = None
@@ -192,6 +192,7 @@ class TftpServer:
         self.cache = FileCache()
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start()
+        self.now: Callable[[], float]  # the loop's clock, set by start()
         self._limits: dict[str, Limits] = {}  # per local address: the MTU of its interface
         self._wildcard = address in ("", "0.0.0.0")  # then IP_PKTINFO tells which address was asked
         # The transfers' sockets sit in one epoll of our own, itself one reader of the event loop: a wake-up
@@ -206,6 +207,7 @@ class TftpServer:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.now = self.loop.time
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
@@ -360,7 +362,7 @@ class TftpServer:
                 return Unavailable(MissReason.NOT_FOUND.value, ErrorCode.FILE_NOT_FOUND)
             except OSError:
                 return Unavailable(MissReason.UNREADABLE.value, ErrorCode.ACCESS_VIOLATION)
-            source = shared
+            source = Reader(shared) if shared.fd >= 0 else shared
         if ascii_mode:
             if source.size > NETASCII_MAX:
                 if shared is not None:
