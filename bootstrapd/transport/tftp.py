@@ -15,34 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import ipaddress
 import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from bootstrapd.files.outcome import (
-    Device,
-    Fetched,
-    FileRequest,
-    IdentifiedBy,
-    Miss,
-    MissReason,
-    Protocol,
-    Refused,
-    Rendered,
-    Static,
-)
+from bootstrapd.files.outcome import Device, Fetched, FileRequest, Miss, MissReason, Protocol, Refused, Rendered, Static
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.tftp import packet
 from bootstrapd.tftp.options import Limits, negotiate
 from bootstrapd.tftp.packet import ErrorCode, Mode, Opcode, Request, TftpParseError
 from bootstrapd.tftp.session import Closed, End, Session, Source, Step, Timing, netascii
 from bootstrapd.transport.files_cache import BytesSource, FileCache, Reader, SharedFile
-from bootstrapd.transport.l2 import interface_address
+from bootstrapd.transport.tftp_support import (
+    IP_PKTINFO,
+    MISS_ERROR,
+    MISS_TEXT,
+    Reason,
+    Unavailable,
+    fetch_fields,
+    interface_mtu,
+    local_address,
+)
 
 RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
 RECV_SESSION = 2048  # ACKs are 4 bytes; anything longer from the client is garbage, truncated
@@ -50,62 +46,10 @@ POLL_MAX = 256  # ready transfers served per poll
 POLL_ROUNDS = 8  # polls per event-loop wake-up before yielding to the other services
 BURST = 64  # datagrams read per wake-up before yielding to the loop
 NETASCII_MAX = 16 << 20  # netascii is translated in memory; firmware is never asked for in netascii
-NO_DEVICE = Device(None, IdentifiedBy.NONE)
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 PKTINFO_SPACE = socket.CMSG_SPACE(12)
 
 Resolve = Callable[[FileRequest], Rendered | Static | Miss]
 OnFetch = Callable[[Fetched | Refused], None]
-
-
-class Reason(enum.Enum):
-    """The shell's own refusal reasons (beside MissReason and session End values)."""
-
-    SESSION_LIMIT = "session_limit"  # max_sessions transfers already running; ERROR 0
-    WRITE_REFUSED = "write_refused"  # a WRQ; ERROR 2, nothing written
-    BAD_MODE = "bad_mode"  # neither netascii nor octet; ERROR 4
-    TOO_BIG_FOR_NETASCII = "too_big_for_netascii"  # ERROR 0
-    INTERNAL_ERROR = "internal_error"  # a bug in the resolver or here; ERROR 0, counted
-    SHUTDOWN = "shutdown"  # the server stopped mid-transfer
-
-
-# Which ERROR a miss gets (tftp-hpa's mapping: no such file 1, everything refused on purpose 2).
-MISS_ERROR = {
-    MissReason.NOT_FOUND: ErrorCode.FILE_NOT_FOUND,
-    MissReason.NOT_IN_INVENTORY: ErrorCode.FILE_NOT_FOUND,
-    MissReason.BAD_NAME: ErrorCode.ACCESS_VIOLATION,
-    MissReason.TRAVERSAL: ErrorCode.ACCESS_VIOLATION,
-    MissReason.NOT_REGULAR: ErrorCode.ACCESS_VIOLATION,
-    MissReason.UNREADABLE: ErrorCode.ACCESS_VIOLATION,
-    MissReason.RENDER_FAILED: ErrorCode.NOT_DEFINED,
-}
-MISS_TEXT = {ErrorCode.FILE_NOT_FOUND: "File not found", ErrorCode.ACCESS_VIOLATION: "Access violation",
-             ErrorCode.NOT_DEFINED: "Server error"}
-
-
-@dataclass(frozen=True, slots=True)
-class Unavailable:
-    """A resolved file that could not be opened after all."""
-
-    reason: str
-    code: ErrorCode
-
-
-def _local_address(ancdata: list[tuple[int, int, bytes]]) -> str | None:
-    """From IP_PKTINFO (struct in_pktinfo: ifindex, spec_dst, addr): the local address the RRQ reached."""
-    for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            return socket.inet_ntoa(data[4:8])
-    return None
-
-
-def interface_mtu(local: str) -> int:
-    """MTU of the interface holding `local` as its primary address (1500 when not found)."""
-    for _, name in socket.if_nameindex():
-        if str(interface_address(name)) == local:
-            with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/mtu") as f:
-                return int(f.read())
-    return 1500
 
 
 class Transfer:
@@ -263,7 +207,7 @@ class TftpServer:
             try:
                 if self._wildcard:
                     data, anc, _, addr = self.sock.recvmsg(RECV_REQUEST, PKTINFO_SPACE)
-                    local = _local_address(anc) or self.address
+                    local = local_address(anc) or self.address
                 else:
                     data, addr = self.sock.recvfrom(RECV_REQUEST)
                     local = self.address
@@ -411,24 +355,12 @@ class TftpServer:
 
     def _end(self, outcome: Fetched | Refused, addr: tuple[str, int], transfer: Transfer | None,
              detail: str = "") -> None:
-        ok = isinstance(outcome, Fetched)
-        result = "ok" if ok else outcome.reason  # type: ignore[union-attr]
-        self._fetches.labels(Protocol.TFTP.value, result).inc()
-        resolution = outcome.resolution if isinstance(outcome, Fetched) else None
-        if transfer is not None:
+        fields = fetch_fields(outcome, addr, transfer.session if transfer else None, detail)
+        if transfer is not None and isinstance(outcome, Refused):  # a refused transfer still had a file
             resolution = transfer.resolution
-        device = resolution.device if resolution is not None else (outcome.device or NO_DEVICE)  # type: ignore[union-attr]
-        resolved = (resolution.path if isinstance(resolution, Static)
-                    else resolution.profile if isinstance(resolution, Rendered) else None)
-        session = transfer.session if transfer is not None else None
-        self.log.info(
-            "files.fetch", protocol=Protocol.TFTP.value, client=f"{addr[0]}:{addr[1]}", mac=device.mac,
-            identified_by=device.identified_by.value, requested=outcome.request.name if outcome.request else None,
-            resolved=resolved, status=result, error_code=None if ok else outcome.status,
-            bytes=outcome.bytes_sent, seconds=round(outcome.seconds, 6),
-            blksize=session.blksize if session else None, windowsize=session.windowsize if session else None,
-            retransmits=session.retransmits if session else 0, detail=detail or None,
-        )
+            fields["resolved"] = resolution.path if isinstance(resolution, Static) else resolution.profile
+        self._fetches.labels(Protocol.TFTP.value, fields["status"]).inc()
+        self.log.info("files.fetch", **fields)
         try:
             self.on_fetch(outcome)
         except Exception as exc:
