@@ -240,11 +240,18 @@ def test_session_cap_refuses_with_a_clear_error_then_recovers(env: RawLab, tmp_p
         cap.stop()
 
 
-def test_oack_is_answered_only_with_what_was_asked(raw: RawClient) -> None:
+def test_tsize_probe_then_the_real_request_is_served(env: RawLab, raw: RawClient) -> None:
+    """A client that only wanted the size answers our OACK with ERROR 8 and asks again (from the same
+    port): the probe ends as options_refused, the second request gets the file."""
+    before = env.harness.fetches("options_refused")
     raw.send_request("small.bin", (("tsize", "0"),))
     got = raw.recv(2)
     assert got is not None and packet.parse(got[0]) == Oack((("tsize", "5000"),))
-    raw.sock.sendto(packet.encode_error(packet.ErrorCode.OPTION_REFUSED, "probe"), got[1])
+    raw.sock.sendto(packet.encode_error(packet.ErrorCode.OPTION_REFUSED, "tsize probe"), got[1])
+    res = raw.fetch("small.bin", (("tsize", "0"), ("blksize", "1024")))
+    assert bytes(res.data) == SMALL and res.oack == {"tsize": "5000", "blksize": "1024"}
+    env.harness.wait_for("files.fetch", 5, status="options_refused", requested="small.bin")
+    assert env.harness.fetches("options_refused") == before + 1
 
 
 def test_a_file_replaced_by_rename_reaches_the_client_whole_old(env: RawLab, raw: RawClient) -> None:
