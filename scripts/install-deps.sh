@@ -8,6 +8,7 @@ declare -A need=(
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
   [curl]=curl [nginx]=nginx-light [wrk]=wrk  # HTTP file service tests (curl) and bench/http (nginx, wrk)
+  [tftp]=tftp-hpa [atftp]=atftp [busybox]=busybox [in.tftpd]=tftpd-hpa  # TFTP clients; bench/tftp's peer
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -35,6 +36,6 @@ apt-get update -qq
 # --no-install-recommends: only what the tools themselves need.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Distribution units must not start servers on this machine's real interfaces.
-for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter nginx; do
+for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter nginx tftpd-hpa; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done

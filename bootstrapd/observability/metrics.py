@@ -141,6 +141,17 @@ class Metrics:
             f"{p}_http_limit_closes_total", "HTTP connections closed by a limit, by limit", ["limit"], registry=r
         )
 
+        # TFTP
+        self.tftp_sessions = Gauge(f"{p}_tftp_sessions", "TFTP transfers in progress", registry=r)
+        self.tftp_drops = Counter(
+            f"{p}_tftp_drops_total",
+            "TFTP datagrams that started no transfer (parse_failed, not_a_request, unknown_tid)",
+            ["reason"], registry=r,
+        )
+        self.tftp_retransmissions = Counter(
+            f"{p}_tftp_retransmissions_total", "TFTP windows (or OACKs) sent again after a timeout", registry=r
+        )
+
         # Service
         self.reloads = Counter(
             f"{p}_reloads_total", "configuration reloads by result", ["result"], registry=r

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "bootstrapd"
-CORES = ("config", "dhcp", "dns", "files", "floor", "syslog")
+CORES = ("config", "dhcp", "dns", "files", "floor", "syslog", "tftp")
 FORBIDDEN = {"asyncio", "socket", "structlog", "prometheus_client", "selectors", "aiohttp"}
 
 
