@@ -163,7 +163,7 @@ def test_firmware_streams_whole_and_every_fetch_is_one_event_and_a_stage(env: Fi
     deadline = time.monotonic() + 10
     while True:  # the tracker writes once a second
         row = next((d for d in devices(env) if d.get("mac") == MAC), None)
-        if row is not None and row.get("stage") == "profile_fetched" or time.monotonic() > deadline:
+        if (row is not None and row.get("stage") == "profile_fetched") or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     assert row is not None and row["stage"] == "profile_fetched", row
