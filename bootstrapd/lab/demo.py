@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bootstrapd.lab.netns import Lab, lab_available
-from bootstrapd.sim.floor import Floor
+from bootstrapd.sim.floor import PROV_ADDRESSES, Floor
 from bootstrapd.sim.phone import MODELS
 from bootstrapd.sim.report import PhoneReport, Stage, format_report, progress_bar
 
@@ -58,6 +58,15 @@ def _step(t0: float, text: str) -> None:
     print(f"[{time.monotonic() - t0:5.1f}s] {text}", flush=True)
 
 
+def _files_view(floor: Floor) -> list[str]:
+    """What bootstrapd's own file service served (its `files.fetch` events)."""
+    events = [e for e in floor.daemon.events() if e.get("event") == "files.fetch"] if floor.daemon else []
+    served = collections.Counter(e["protocol"] for e in events if e.get("result") == "ok")
+    refused = collections.Counter(e.get("result") for e in events if e.get("result") != "ok")
+    return ["bootstrapd file service: " + (", ".join(f"{n} over {p}" for p, n in sorted(served.items())) or "nothing")
+            + (f"; refused: {', '.join(f'{n} {r}' for r, n in sorted(refused.items()))}" if refused else "")]
+
+
 def _server_view(floor: Floor) -> list[str]:
     events = floor.prov_events()
     hits = collections.Counter(e["proto"] for e in events if e["event"] == "prov.hit")
@@ -83,7 +92,7 @@ def run_demo(phones: int, site: Path, out: TextIO | None = None) -> int:
         _step(t0, f"lab {lab.prefix}: staging LAN 198.18.0.0/23 on bridge stg0; prov1 198.18.0.10, prov2 .11")
         floor.start_daemon({"extends": str(site.resolve())})
         _step(t0, f"bootstrapd ready with {site.name} (DHCP on stg0; DNS for staging.example.net on 198.18.0.1)")
-        floor.start_prov()
+        floor.start_prov(tftp=PROV_ADDRESSES)  # bootstrapd serves TFTP on 198.18.0.1 itself (files:)
         _step(t0, "provisioning server ready: HTTP, HTTPS" + (" (lab certificate)" if floor.cert else " (no "
               "openssl: HTTPS off)") + " and TFTP")
         _step(t0, f"powering on {phones} phones")
@@ -92,7 +101,7 @@ def run_demo(phones: int, site: Path, out: TextIO | None = None) -> int:
                                  "--models", ",".join(MODELS), on_event=progress, timeout=40)
         progress.close()
         print("\n" + format_report(reports), file=out)
-        for line in _server_view(floor):
+        for line in _files_view(floor) + _server_view(floor):
             print(line, file=out)
         if floor.daemon is not None:
             floor.daemon.stop()

@@ -247,7 +247,7 @@ class Recorder:
         self.log.info("files.fetch", protocol=proto, client=str(req.client) if req else None,
                       mac=device.mac if device else None,
                       identified_by=device.identified_by.value if device else None,
-                      name=req.name if req else None, user_agent=req.user_agent if req else None,
+                      requested=req.name if req else None, user_agent=req.user_agent if req else None,
                       resolved=resolved, result=result, status=status, bytes=outcome.bytes_sent,
                       seconds=round(outcome.seconds, 6), **({"detail": detail} if detail else {}))
         try:

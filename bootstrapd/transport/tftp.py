@@ -359,7 +359,7 @@ class TftpServer:
         if transfer is not None and isinstance(outcome, Refused):  # a refused transfer still had a file
             resolution = transfer.resolution
             fields["resolved"] = resolution.path if isinstance(resolution, Static) else resolution.profile
-        self._fetches.labels(Protocol.TFTP.value, fields["status"]).inc()
+        self._fetches.labels(Protocol.TFTP.value, fields["result"]).inc()
         self.log.info("files.fetch", **fields)
         try:
             self.on_fetch(outcome)

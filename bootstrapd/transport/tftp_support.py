@@ -83,7 +83,7 @@ def fetch_fields(outcome: Fetched | Refused, addr: tuple[str, int], session: Ses
         "protocol": Protocol.TFTP.value, "client": f"{addr[0]}:{addr[1]}", "mac": device.mac,
         "identified_by": device.identified_by.value,
         "requested": outcome.request.name if outcome.request else None, "resolved": resolved,
-        "status": status, "error_code": error_code, "bytes": outcome.bytes_sent,
+        "result": status, "status": error_code, "bytes": outcome.bytes_sent,
         "seconds": round(outcome.seconds, 6),
         "blksize": session.blksize if session else None, "windowsize": session.windowsize if session else None,
         "retransmits": session.retransmits if session else 0, "detail": detail or None,

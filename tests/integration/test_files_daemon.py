@@ -158,7 +158,7 @@ def test_firmware_streams_whole_and_every_fetch_is_one_event_and_a_stage(env: Fi
     assert fetch(env.phone, clients("firmware/sip78xx.loads", out)["curl tftp blksize"], out) == want
     fetch(env.phone, ["curl", "-sSf", "-A", UA, "-o", str(out), f"http://{SERVER}/CP-7841-3PCC.cfg"], out)
     events = env.daemon.wait_for("files.fetch", count=3)
-    ua_fetch = [e for e in events if e.get("name", "").endswith("CP-7841-3PCC.cfg") and e.get("mac") == MAC]
+    ua_fetch = [e for e in events if e.get("requested", "").endswith("CP-7841-3PCC.cfg") and e.get("mac") == MAC]
     assert ua_fetch and ua_fetch[-1]["identified_by"] == "user_agent"
     deadline = time.monotonic() + 10
     while True:  # the tracker writes once a second

@@ -193,7 +193,7 @@ def test_http_and_https_serve_the_same_bytes(env: HttpLab) -> None:
     assert aes["content-encoding"] == "aes128gcm" and aes["content-length"] == str(len(ENCRYPTED))
     assert headers(curl(env.phone, "-D", "-", "-o", "/dev/null", f"http://{SERVER}/{NAMES[2]}").stdout)[
         "content-type"] == "application/xml"
-    ok = [e for e in env.main.fetches() if e["result"] == "ok" and e["name"].lstrip("/") in NAMES]
+    ok = [e for e in env.main.fetches() if e["result"] == "ok" and e["requested"].lstrip("/") in NAMES]
     assert {e["protocol"] for e in ok} == {"http", "https"}
     assert all(e["client"] == "198.18.0.200" and e["user_agent"].startswith("curl/") for e in ok)
     assert env.main.metric("bootstrapd_files_fetches_total", protocol="https", result="ok") >= 4
@@ -235,7 +235,7 @@ def test_miss_is_404_and_a_directory_is_never_redirected(env: HttpLab) -> None:
     for path in ("nothere.cfg", "dir", "dir/", "firmware", "SEP00562B043615.xml"):
         h = headers(curl(env.phone, "-D", "-", "-o", "/dev/null", f"http://{SERVER}/{path}").stdout)
         assert h["status"].startswith("HTTP/1.1 404") and "location" not in h, path
-    reasons = {e["name"]: e["result"] for e in env.main.fetches()}
+    reasons = {e["requested"]: e["result"] for e in env.main.fetches()}
     assert reasons["/nothere.cfg"] == "not_found" and reasons["/dir"] == "not_regular"
 
 
@@ -358,7 +358,7 @@ def test_a_client_leaving_mid_download_is_recorded_as_aborted(env: HttpLab) -> N
                f"http://{SERVER}/firmware/big.bin", check=False)
     assert cut.returncode == 28  # curl's own timeout: it hung up
     deadline = time.monotonic() + 15
-    while not (new := [e for e in env.main.fetches()[before:] if e["name"] == "/firmware/big.bin"]):
+    while not (new := [e for e in env.main.fetches()[before:] if e["requested"] == "/firmware/big.bin"]):
         assert time.monotonic() < deadline, "no files.fetch for the cut download"
         time.sleep(0.1)
     assert new[0]["result"] == "aborted" and 0 < new[0]["bytes"] < BIG, new

@@ -108,17 +108,20 @@ def test_curl_tsize_probe_then_transfer_is_served(env: TftpLab) -> None:
                     f"tftp://{SERVER}/exact1024.bin"], timeout=30)
     assert out.read_bytes() == env.files["exact1024.bin"]
     events = env.harness.events("files.fetch")[before:]
-    assert events and events[-1]["status"] == "ok" and events[-1]["bytes"] == 1024
+    assert events and events[-1]["result"] == "ok" and events[-1]["bytes"] == 1024
     assert events[-1]["requested"] == "exact1024.bin" and events[-1]["resolved"].endswith("exact1024.bin")
-    assert all(e["status"] in ("ok", "options_refused") for e in events)
+    assert all(e["result"] in ("ok", "options_refused") for e in events)
 
 
 def test_netascii_mode_translates_line_ends(env: TftpLab) -> None:
     out = env.out / "ascii.xml"
+    name = "SEPaabbccddeeff.cnf.xml"
+    before = len([e for e in env.harness.events("files.fetch") if e.get("requested") == name])
     # tftp-hpa's client in ascii mode converts CR LF back to LF: the round trip gives the original
     env.client.run(["tftp", "-m", "ascii", SERVER, "-c", "get", "SEPaabbccddeeff.cnf.xml", str(out)])
     assert out.read_bytes() == PROFILE
-    event = env.harness.events("files.fetch")[-1]
+    # the event follows the client's final ACK, which may arrive after the client has exited
+    event = env.harness.wait_for("files.fetch", 5, count=before + 1, requested=name)[-1]
     assert event["bytes"] == len(PROFILE) + PROFILE.count(b"\n")
 
 
@@ -128,7 +131,7 @@ def test_missing_file_is_error_1_and_counted(env: TftpLab) -> None:
     assert proc.returncode == 68, proc.stderr  # curl's CURLE_TFTP_NOTFOUND
     assert env.harness.fetches("not_found") == before + 1
     event = env.harness.events("files.fetch")[-1]
-    assert event["requested"] == "nope.cfg" and event["status"] == "not_found" and event["error_code"] == 1
+    assert event["requested"] == "nope.cfg" and event["result"] == "not_found" and event["status"] == 1
 
 
 def test_write_request_is_refused_and_nothing_is_written(env: TftpLab) -> None:

@@ -91,5 +91,5 @@ def test_outcomes_metrics_and_log(tmp_path: Path) -> None:
     assert len(fetch_events) == 4
     first = fetch_events[0]
     assert first["requested"] == "fw.bin" and first["resolved"] == os.path.realpath(tmp_path / "fw.bin")
-    assert first["status"] == "ok" and first["bytes"] == 3000 and first["identified_by"] == IdentifiedBy.NONE.value
-    assert fetch_events[3]["status"] == "not_found" and fetch_events[3]["error_code"] == 1
+    assert first["result"] == "ok" and first["bytes"] == 3000 and first["identified_by"] == IdentifiedBy.NONE.value
+    assert fetch_events[3]["result"] == "not_found" and fetch_events[3]["status"] == 1

@@ -124,7 +124,7 @@ def test_lost_final_ack_ends_in_bounded_time_and_frees_the_slot(env: RawLab, raw
     start = time.monotonic()
     res = raw.fetch("small.bin", skip_ack=lambda n: n == 10)  # 5000 bytes: block 10 is the last
     assert bytes(res.data) == SMALL
-    env.harness.wait_for("files.fetch", 8, status="timeout", requested="small.bin")
+    env.harness.wait_for("files.fetch", 8, result="timeout", requested="small.bin")
     assert time.monotonic() - start < 8
     wait_idle(env.harness)
 
@@ -250,7 +250,7 @@ def test_tsize_probe_then_the_real_request_is_served(env: RawLab, raw: RawClient
     raw.sock.sendto(packet.encode_error(packet.ErrorCode.OPTION_REFUSED, "tsize probe"), got[1])
     res = raw.fetch("small.bin", (("tsize", "0"), ("blksize", "1024")))
     assert bytes(res.data) == SMALL and res.oack == {"tsize": "5000", "blksize": "1024"}
-    env.harness.wait_for("files.fetch", 5, status="options_refused", requested="small.bin")
+    env.harness.wait_for("files.fetch", 5, result="options_refused", requested="small.bin")
     assert env.harness.fetches("options_refused") == before + 1
 
 
@@ -282,7 +282,7 @@ def test_a_big_file_rewritten_in_place_fails_rather_than_mix(env: RawLab, raw: R
 
     res = raw.fetch("inplace.bin", (("blksize", "1468"),), on_block=rewrite)
     assert res.error == (0, "file changed during transfer")
-    assert env.harness.wait_for("files.fetch", 5, status="file_changed", requested="inplace.bin")
+    assert env.harness.wait_for("files.fetch", 5, result="file_changed", requested="inplace.bin")
 
 
 def test_a_small_file_rewritten_in_place_is_sent_as_it_was(env: RawLab, raw: RawClient) -> None:
