@@ -7,6 +7,7 @@ declare -A need=(
   [ip]=iproute2 [ping]=iputils-ping [udhcpc]=udhcpc [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do
