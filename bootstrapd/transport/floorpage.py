@@ -131,7 +131,7 @@ class FloorPage:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, report: ReportProvider,
                  log: Any | None = None, *, download_name: str = "bootstrapd-report.csv",
-                 max_clients: int = MAX_CLIENTS, tick: float = TICK,
+                 max_clients: int = MAX_CLIENTS, tick: float = TICK, write_timeout: float = WRITE_TIMEOUT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._host, self._port = host, port
         self._registry = registry
@@ -139,6 +139,7 @@ class FloorPage:
         self._log = log if log is not None else structlog.get_logger("bootstrapd.floorpage").bind()
         self._download = attachment_name(download_name)
         self._max_clients, self._tick, self._clock = max_clients, tick, clock
+        self._write_timeout = write_timeout
         self._assets = {path: (resources.files("bootstrapd").joinpath("floorpage", name).read_bytes(), ctype)
                         for path, (name, ctype) in ASSETS.items()}
         self._cached: Rendering | None = None
@@ -170,6 +171,11 @@ class FloorPage:
         host, port = runner.addresses[0][:2]
         self.address = (host, port)
         self._log.info("floorpage.listening", address=f"{self.address[0]}:{self.address[1]}")
+
+    @property
+    def clients(self) -> int:
+        """Open /events streams."""
+        return len(self._streams)
 
     async def stop(self) -> None:
         self._closing.set()
@@ -244,10 +250,10 @@ class FloorPage:
         STREAM_LIFETIME, or a reader that stops reading."""
         ends = self._clock() + STREAM_LIFETIME
         sent: str | None = None
-        await asyncio.wait_for(response.write(f"retry: {RETRY_MS}\n\n".encode()), WRITE_TIMEOUT)
+        await asyncio.wait_for(response.write(f"retry: {RETRY_MS}\n\n".encode()), self._write_timeout)
         while not self._closing.is_set() and self._clock() < ends:
             r = self._rendering()
-            await asyncio.wait_for(response.write(r.event if r.fingerprint != sent else r.tick), WRITE_TIMEOUT)
+            await asyncio.wait_for(response.write(r.event if r.fingerprint != sent else r.tick), self._write_timeout)
             sent = r.fingerprint
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self._tick)

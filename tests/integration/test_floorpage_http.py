@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -221,3 +222,41 @@ def test_placeholder_report_has_the_report_shape() -> None:
     assert doc == {"site": "lab", "generated_at": "2025-12-01T10:00:00Z", "devices": [], "summary": {
         "expected": None, "seen": 0, "done": 0, "in_progress": 0, "stalled": 0, "stalled_by_stage": {},
         "failed": 0, "missing": 0, "unexpected": None, "by_stage": {}}}
+
+
+class Growing:
+    """A big report that changes every time it is built: every event on a stream is a whole report."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.rows = [{"mac": f"00:56:2b:00:{i >> 8:02x}:{i & 255:02x}", "model": "x" * 200} for i in range(2000)]
+
+    def json(self) -> str:
+        self.calls += 1
+        return json.dumps({"generated_at": None, "site": str(self.calls), "devices": self.rows})
+
+    def csv(self) -> str:
+        return ""
+
+
+def test_a_reader_that_stops_reading_is_dropped() -> None:
+    async def scenario(page: FloorPage, http: aiohttp.ClientSession, url: str) -> None:
+        assert page.address is not None
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(page.address)
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        try:
+            started = time.monotonic()
+            while page.clients == 0:
+                await asyncio.sleep(0.05)
+            while page.clients == 1:  # the write that cannot complete times out; the slot is free again
+                assert time.monotonic() - started < 20
+                await asyncio.sleep(0.05)
+            name, data = await anext(stream := events(http, url))
+            assert name == "report" and len(data) > 400_000
+            await stream.aclose()
+        finally:
+            sock.close()
+
+    serve(scenario, Growing(), max_clients=1, write_timeout=0.5)
