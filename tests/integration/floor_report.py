@@ -67,6 +67,8 @@ class TestReport:
         return json.dumps(self.doc, indent=2) + "\n"
 
     def csv(self) -> str:
+        if self.fail:
+            raise RuntimeError("funnel broke")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
