@@ -165,7 +165,7 @@ class FloorPage:
         self._json_text = Cached(lambda: self._provide(report.json), tick, clock)
         self._csv_text = Cached(lambda: self._provide(report.csv), tick, clock)
         self._rendered: Rendering | None = None
-        self._streams: set[asyncio.Task[Any]] = set()
+        self._streams = 0  # open /events streams
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
@@ -197,7 +197,7 @@ class FloorPage:
     @property
     def clients(self) -> int:
         """Open /events streams."""
-        return len(self._streams)
+        return self._streams
 
     async def stop(self) -> None:
         self._closing.set()
@@ -253,12 +253,10 @@ class FloorPage:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if request.method == "HEAD":
             return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-store"})
-        if len(self._streams) >= self._max_clients:
-            self._log.warning("floorpage.events_refused", clients=len(self._streams), peer=request.remote)
+        if self._streams >= self._max_clients:
+            self._log.warning("floorpage.events_refused", clients=self._streams, peer=request.remote)
             raise web.HTTPServiceUnavailable(text="too many live pages\n", headers={"Retry-After": "5"})
-        task = asyncio.current_task()
-        assert task is not None
-        self._streams.add(task)
+        self._streams += 1
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         try:
@@ -267,7 +265,7 @@ class FloorPage:
         except (ConnectionError, TimeoutError, web.HTTPException) as e:
             self._log.debug("floorpage.events_dropped", peer=request.remote, reason=type(e).__name__)
         finally:
-            self._streams.discard(task)
+            self._streams -= 1
         return response
 
     async def _stream(self, response: web.StreamResponse) -> None:
