@@ -8,6 +8,7 @@ import asyncio
 from html.parser import HTMLParser
 from pathlib import Path
 
+import aiohttp
 from prometheus_client import CollectorRegistry
 
 from bootstrapd.transport.floorpage import FloorPage
@@ -181,6 +182,31 @@ def test_floor_page_in_chromium(tmp_path: Path) -> None:
                 await searches(browser)
                 png = await browser.screenshot(ARTIFACTS / "floorpage.png")
                 assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        finally:
+            await page.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+
+
+def test_page_retries_when_refused_and_says_so(tmp_path: Path) -> None:
+    """A page refused (503: every stream slot taken) says `reconnecting` and goes live once a slot frees."""
+    need("chromium")
+    report = TestReport()
+
+    async def main() -> None:
+        page = FloorPage("127.0.0.1", 0, CollectorRegistry(), report, tick=0.25, max_clients=1)
+        await page.start()
+        try:
+            assert page.address is not None
+            url = f"http://127.0.0.1:{page.address[1]}"
+            async with aiohttp.ClientSession() as http, Browser(tmp_path / "profile") as browser:
+                held = await http.get(url + "/events")  # the only slot
+                await browser.goto(url + "/")
+                await browser.wait_for('document.body.dataset.live === "reconnecting"')
+                assert await browser.evaluate("document.querySelectorAll('#devices tbody tr').length") == 0
+                held.close()
+                html = await browser.wait_for('document.body.dataset.live === "live"', timeout=20)
+                assert Page(html).rows == FIRST_VIEW
         finally:
             await page.stop()
 
