@@ -21,7 +21,8 @@ import aiohttp
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--mute-audio", "--window-size=1280,1000")
+         "--disable-default-apps", "--disable-extensions", "--mute-audio", "--disable-dev-shm-usage",
+         "--window-size=1280,1000")
 
 
 async def group_gone(pgid: int, timeout: float = 10.0) -> None:
