@@ -68,6 +68,9 @@
       String(row.serial || "").toLowerCase().includes(q);
   }
 
+  // the main stage, and the firmware side track when there is one (an upgrading phone is busy, not stuck)
+  function stage(row) { return (row.stage || "—") + (row.upgrade ? ", upgrade " + row.upgrade : ""); }
+
   function lastError(row) { return row.resync_error || row.upgrade_error || row.conflicts || ""; }
 
   function rowElement(row) {
@@ -76,7 +79,7 @@
     const time = el("td", "time", duration(inStage(row)));
     const path = row.path ? (PATHS[row.path] || row.path) : "";
     tr.append(el("td", "mac", row.mac), el("td", "serial", row.serial), el("td", "model", row.model),
-              el("td", "address", row.address), el("td", "stage", row.stage || "—"),
+              el("td", "address", row.address), el("td", "stage", stage(row)),
               el("td", "state", String(row.state || "").replace(/_/g, " ")), time, el("td", "path", path),
               el("td", "error", lastError(row)));
     timers.push([row, time]);

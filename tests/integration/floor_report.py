@@ -28,7 +28,7 @@ def sample() -> dict[str, Any]:
     """Five phones in report order: done, stalled, hostile in progress, failed, missing."""
     devices = [
         device("00:56:2b:04:36:15", "done", "resync_succeeded", "2026-12-01T10:00:00Z", serial="FCH2233A001",
-               model="CP-8841-3PCC", address="198.18.0.100", path="srv", resync="succeeded"),
+               model="CP-8841-3PCC", address="198.18.0.100", path="srv", resync="succeeded", upgrade="succeeded"),
         device("00:56:2b:04:36:16", "stalled", "leased", "2026-12-01T09:58:20Z", serial="FCH2233A002",
                model="CP-8851-3PCC", address="198.18.0.101", stalled_at="leased"),
         device("00:56:2b:04:36:17", "in_progress", "profile_fetched", "2026-12-01T10:04:55Z",
