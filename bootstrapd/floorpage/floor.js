@@ -9,6 +9,7 @@
   const STATES = ["failed", "stalled", "missing", "in_progress", "done"];
   const FIRST = { failed: 0, stalled: 1 }; // then everything else in report order
   const STALE_MS = 5000; // no event for this long: say so
+  const MAX_ROWS = 2000; // rows drawn (problems first); the search narrows the rest, the CSV has them all
   const $ = (id) => document.getElementById(id);
 
   let doc = null; // the last report
@@ -97,11 +98,13 @@
     let shown = 0;
     for (const [row] of ordered) {
       if (!keep(row)) continue;
-      body.append(rowElement(row));
+      if (shown < MAX_ROWS) body.append(rowElement(row));
       shown++;
     }
     document.querySelector("#devices tbody").replaceChildren(body);
-    $("shown").textContent = shown === rows.length ? rows.length + " devices" : shown + " of " + rows.length + " devices";
+    const drawn = Math.min(shown, MAX_ROWS);
+    $("shown").textContent = (drawn === rows.length ? "" : drawn + " of ") + rows.length + " devices" +
+      (shown > MAX_ROWS ? " (" + shown + " match: search to narrow)" : "");
   }
 
   function setTime(generatedAt) {

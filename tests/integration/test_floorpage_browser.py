@@ -167,6 +167,23 @@ async def searches(browser: Browser) -> None:
     await search(browser, "")
 
 
+async def big_floor(browser: Browser, report: TestReport) -> None:
+    """2500 phones: 2000 rows drawn, the failed ones (last in the report) first; search reaches the rest."""
+    doc = report.edit()
+    doc["generated_at"] = "2026-12-01T10:08:00Z"
+    doc["devices"] = [device(f"00:56:2b:10:{i >> 8:02x}:{i & 255:02x}", "failed" if i >= 2490 else "in_progress",
+                             "leased", "2026-12-01T10:00:00Z") for i in range(2500)]
+    report.doc = doc
+    await browser.wait_for(generated("2026-12-01T10:08:00Z"))
+    rows = await browser.evaluate("[...document.querySelectorAll('#devices tbody tr')].map(tr => tr.className + ' '"
+                                  " + tr.cells[0].textContent)")
+    assert len(rows) == 2000 and rows[:10] == [f"state-failed 00:56:2b:10:09:{i:02x}" for i in range(0xba, 0xc4)]
+    assert await browser.evaluate("document.getElementById('shown').textContent") == \
+        "2000 of 2500 devices (2500 match: search to narrow)"
+    assert "state-in_progress 00:56:2b:10:08:34" not in rows  # phone 2100: not drawn, found
+    assert shown((await search(browser, "0056.2b10.0834")).rows) == ["00:56:2b:10:08:34"]
+
+
 def test_floor_page_in_chromium(tmp_path: Path) -> None:
     need("chromium")
     report = TestReport()
@@ -183,6 +200,7 @@ def test_floor_page_in_chromium(tmp_path: Path) -> None:
                 await searches(browser)
                 png = await browser.screenshot(ARTIFACTS / "floorpage.png")
                 assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+                await big_floor(browser, report)
         finally:
             await page.stop()
 
