@@ -54,9 +54,13 @@
   function renderCards(summary) {
     $("totals").replaceChildren(...TOTALS.map(([k, label]) => card(k, label, summary[k])));
     const stalled = summary.stalled_by_stage || {};
-    const stages = Object.entries(summary.by_stage || {});
-    $("stages").replaceChildren(...stages.map(([k, v]) =>
-      card(k, k.replace(/_/g, " "), v, stalled[k] ? stalled[k] + " stalled" : "")));
+    const byStage = summary.by_stage || {};
+    const cards = Object.entries(byStage).map(([k, v]) =>
+      card(k, k.replace(/_/g, " "), v, stalled[k] ? stalled[k] + " stalled" : ""));
+    for (const [k, v] of Object.entries(stalled)) { // stalls off the main track (a firmware upgrade)
+      if (!(k in byStage) && v) cards.push(card(k, k.replace(/_/g, " "), v, "stalled"));
+    }
+    $("stages").replaceChildren(...cards);
   }
 
   // A MAC in any spelling (00:56:2B:04:36:15, 00-56-2b-..., 0056.2b04.3615, SEP00562B043615) or part of a
