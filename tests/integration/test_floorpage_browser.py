@@ -141,9 +141,10 @@ async def live_updates(browser: Browser, report: TestReport) -> None:
                              stalled_at=None)
     doc["devices"].append(device("00:56:2b:04:36:20", "failed", "resync_failed", "2026-12-01T10:06:50Z",
                                  model="CP-8845-3PCC", inventory="unexpected", resync_error="TLS handshake"))
-    doc["summary"].update(seen=5, stalled=0, in_progress=2, failed=2, unexpected=1)
+    doc["devices"][0].update(upgrade="requested", state="stalled", stalled_at="upgrade_requested")
+    doc["summary"].update(seen=5, done=0, stalled=1, in_progress=2, failed=2, unexpected=1)
     doc["summary"]["by_stage"].update(leased=0, srv_looked_up=1, resync_failed=2)
-    doc["summary"]["stalled_by_stage"]["leased"] = 0
+    doc["summary"]["stalled_by_stage"].update(leased=0, upgrade_requested=1)
     report.doc = doc
     page = Page(await browser.wait_for(generated("2026-12-01T10:07:00Z")))
     assert page.rows == [("in_progress", ["00:56:2b:04:36:16", "FCH2233A002", "CP-8851-3PCC", "198.18.0.101",
@@ -151,10 +152,12 @@ async def live_updates(browser: Browser, report: TestReport) -> None:
     assert page.ids["shown"] == "1 of 6 devices"
     assert page.counts("totals") == {k: str(doc["summary"][k]) for k in TOTALS}
     assert page.cards["stages"]["leased"] == ("0", "")
+    assert page.cards["stages"]["upgrade_requested"] == ("1", "stalled")  # off the main track
 
     page = await search(browser, "")
     assert shown(page.rows) == ["00:56:2b:04:36:18", "00:56:2b:04:36:20", "00:56:2b:04:36:15",
                                 "00:56:2b:04:36:16", "00:56:2b:04:36:17", "00:56:2b:04:36:19"]
+    assert page.rows[2][1][4:6] == ["resync_succeeded, upgrade requested", "stalled"]
 
 
 async def searches(browser: Browser) -> None:
