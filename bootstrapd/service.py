@@ -17,6 +17,7 @@ from bootstrapd.dhcp.leases import Lease, LeaseState, effective_state
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
+from bootstrapd.transport.floorpage import PlaceholderReport, ReportProvider
 
 if TYPE_CHECKING:
     from ipaddress import IPv4Address
@@ -73,6 +74,27 @@ def restart_settings(site: Site) -> tuple[object, ...]:
     return site.listen, site.state_dir, site.syslog.port if site.syslog else None, restart_keys(site.files)
 
 
+class FunnelReport:
+    """The sign-off report from the device tracker's funnel (a view; the page never computes stages); the
+    placeholder's empty report until the tracker exists."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.empty = PlaceholderReport(lambda: service.site.site)
+
+    def json(self) -> str:
+        from bootstrapd.floor.report import report_json
+
+        tracker = self.service.devices
+        return report_json(tracker.report(), self.service.site.site) if tracker is not None else self.empty.json()
+
+    def csv(self) -> str:
+        from bootstrapd.floor.report import report_csv
+
+        tracker = self.service.devices
+        return report_csv(tracker.report()) if tracker is not None else self.empty.csv()
+
+
 class Service:
     def __init__(self, path: str, loaded: LoadResult, site: Site) -> None:
         self.path = path
@@ -86,6 +108,10 @@ class Service:
         self.devices: Any = None
         self.syslog: Any = None
         self.files: Any = None
+        self.floorpage: Any = None
+        # The report behind /, /report.json and /report.csv: an object with json() and csv(), called per
+        # request (at most once a second). The funnel's build_report/report_json/report_csv connect here.
+        self._report_provider: ReportProvider = FunnelReport(self)
         self._probe: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
 
@@ -122,10 +148,7 @@ class Service:
         from bootstrapd.transport.rogue import RogueGuard
 
         site = self.site
-        if site.metrics.listen is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=self.metrics.registry)
+        await self._start_metrics()
         self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
         self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
         self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log, metrics=self.metrics)
@@ -150,6 +173,17 @@ class Service:
             await self.syslog.start()
         self.devices.start()
         self.rogue.start()
+
+    async def _start_metrics(self) -> None:
+        """metrics.listen: /metrics, the live floor page and the sign-off report (bootstrapd.transport.floorpage)."""
+        listen = self.site.metrics.listen
+        if listen is None:
+            return
+        from bootstrapd.transport.floorpage import FloorPage
+
+        self.floorpage = FloorPage(listen.host, listen.port, self.metrics.registry, self._report_provider, self.log,
+                                   download_name=f"{self.site.site}-report.csv")
+        await self.floorpage.start()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""
@@ -197,6 +231,8 @@ class Service:
             await self.dns.stop()
         if self.devices is not None:
             self.devices.close()
+        if self.floorpage is not None:
+            await self.floorpage.stop()
 
     def _swap(self, new: Site) -> bool:
         """Every service takes `new`, or none: each builds its new state before swapping it in."""

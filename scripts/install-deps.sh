@@ -9,6 +9,7 @@ declare -A need=(
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
   [curl]=curl [nginx]=nginx-light [wrk]=wrk  # HTTP file service tests (curl) and bench/http (nginx, wrk)
   [tftp]=tftp-hpa [atftp]=atftp [busybox]=busybox [in.tftpd]=tftpd-hpa  # TFTP clients; bench/tftp's peer
+  [chromium]=chromium  # the floor page in a real browser (tests)
 )
 missing=()
 for cmd in "${!need[@]}"; do

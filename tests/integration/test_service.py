@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -28,6 +29,23 @@ def lan(lab: Lab) -> StagingLan:
 def scrape(host: Host) -> str:
     code = f"import urllib.request; print(urllib.request.urlopen('http://{METRICS}/metrics', timeout=5).read().decode())"
     return host.run([sys.executable, "-c", code], timeout=15).stdout
+
+
+FETCH = """
+import json, sys, urllib.error, urllib.request
+request = urllib.request.Request("http://{metrics}" + sys.argv[1], method=sys.argv[2])
+try:
+    r = urllib.request.urlopen(request, timeout=5)
+except urllib.error.HTTPError as e:
+    r = e
+print(json.dumps([r.status, dict(r.headers), r.read().decode()]))
+"""
+
+
+def fetch(host: Host, path: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
+    r = host.run([sys.executable, "-c", FETCH.format(metrics=METRICS), path, method], timeout=15)
+    status, headers, body = json.loads(r.stdout)
+    return status, headers, body
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -134,3 +152,16 @@ def test_hostile_vendor_class_does_not_create_metric_labels(lan: StagingLan, tmp
     models = {s.labels["model"] for f in text_string_to_metric_families(text) for s in f.samples
               if s.name == "bootstrapd_devices_seen_by_model_total"}
     assert models == {"other", "CP-8841-3PCC"}
+
+
+def test_floor_page_and_report_beside_metrics(lan: StagingLan, tmp_path: Path) -> None:
+    Daemon(lan.server, tmp_path, site_config(metrics={"listen": METRICS})).start()
+    status, headers, body = fetch(lan.server, "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'") and '"/floor.js"' in body
+    status, headers, body = fetch(lan.server, "/report.json")
+    report = json.loads(body)
+    assert status == 200 and report["site"] == "lab" and report["devices"] == []  # the placeholder, for now
+    status, headers, _ = fetch(lan.server, "/report.csv")
+    assert status == 200 and headers["Content-Disposition"] == 'attachment; filename="lab-report.csv"'
+    assert fetch(lan.server, "/metrics", "POST")[0] == 405
