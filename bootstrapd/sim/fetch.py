@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import socket
 import ssl
 import struct
@@ -90,7 +91,7 @@ class Fetcher:
         """GET the profile at `url` (connecting to `address` when given, else to url.host resolved);
         `keep=False` reads a firmware load and throws it away."""
         try:
-            address = address or self.resolve(url.host)
+            address = address or _literal(url.host) or self.resolve(url.host)
         except ResolveError as e:
             return Fetched(False, str(url), f"cannot resolve {url.host}: {e}", unreachable=True)
         if url.scheme == "tftp":
@@ -164,6 +165,14 @@ class Fetcher:
         except OSError as e:
             return Fetched(False, str(url), f"TFTP: {_describe(e)}", unreachable=True)
         return Fetched(True, str(url), "TFTP", len(data), body=data if keep else b"")
+
+
+def _literal(host: str) -> str | None:
+    """An IPv4 literal needs no DNS (a phone without option 6 still fetches from tftp://198.18.0.10/...)."""
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
 
 
 def _drain(resp: http.client.HTTPResponse) -> int:

@@ -106,6 +106,10 @@ def aes128gcm_encrypt(plain: bytes, ikm: bytes, salt: bytes | None = None, rs: i
     return salt + struct.pack("!IB", rs, 0) + b"".join(records)
 
 
+def _quoted(value: str) -> str:
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
 class Catalog:
     """The answers of the bootstrap mode (None: not ours, the default names apply)."""
 
@@ -141,7 +145,7 @@ class Catalog:
         if not _REMOTE.match(path):
             return None
         b = self.bootstrap or Bootstrap()
-        rule = f"--key {b.remote_key} {self_url}" if b.remote_key else self_url
+        rule = f"--key {_quoted(b.remote_key)} {self_url}" if b.remote_key else self_url
         body = self._seal(remote_profile(rule, path), b.remote_key)
         if http and b.remote_ikm:
             return Answer(aes128gcm_encrypt(body, b.remote_ikm.encode("utf-8")), "aes128gcm", "remote")

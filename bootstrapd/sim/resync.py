@@ -82,6 +82,8 @@ def open_profile(fetched: Fetched, url: ProfileUrl, phone: Phone, ikm: str | Non
             raise ProfileError(f"unsupported Content-Encoding {fetched.encoding}")
         if url.key is not None and (not encrypted or is_openssl(body)):
             body, encrypted = openssl_decrypt(body, phone.decryption_key(url.key)), True
+        elif is_openssl(body):
+            raise ProfileError("encrypted profile and no --key in the profile rule")
     except DecryptError:
         raise ProfileError("decryption failed") from None
     try:

@@ -7,8 +7,6 @@ import time
 
 import pytest
 
-from bootstrapd.syslog import OUR_TEMPLATES as RECEIVER_TEMPLATES
-from bootstrapd.syslog import Kind, parse
 from bootstrapd.sim.phone import Phone
 from bootstrapd.sim.phonelog import (
     DEFAULT_TEMPLATES,
@@ -19,6 +17,8 @@ from bootstrapd.sim.phonelog import (
     log_line,
     syslog_target,
 )
+from bootstrapd.syslog import OUR_TEMPLATES as RECEIVER_TEMPLATES
+from bootstrapd.syslog import Kind, parse
 
 PHONE = Phone("00:56:2b:04:36:15", "CP-8841-3PCC")
 IP = "198.18.0.7"
