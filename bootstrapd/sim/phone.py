@@ -68,9 +68,9 @@ class Phone:
         """Factory-default Profile_Rule: `$PN.cfg` on the 6800 series (its admin guide), else `/$PSN.xml`."""
         return "$PN.cfg" if self.model.startswith("CP-68") else "/$PSN.xml"
 
-    def decryption_key(self, key: str) -> str:
-        """The key the phone actually uses for `key`: a wrong-key phone holds something else."""
-        return f"wrong-{key}" if self.wrong_key else key
+    def decryption_key(self, key: str, wrong: bool) -> str:
+        """The key the phone actually uses for `key`: something else where it holds a wrong one."""
+        return f"wrong-{key}" if wrong else key
 
     def macros(self, ip: str = "") -> dict[str, str]:
         """Values of the profile-rule macros (mpp-bootstrap.md section 4)."""

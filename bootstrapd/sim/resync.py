@@ -69,19 +69,22 @@ class Resync:
     seconds: float = 0.0
 
 
-def open_profile(fetched: Fetched, url: ProfileUrl, phone: Phone, ikm: str | None) -> dict[str, str]:
-    """The parameters of a fetched profile, decrypted as the phone does; ProfileError says why not."""
+def open_profile(fetched: Fetched, url: ProfileUrl, phone: Phone, ikm: str | None,
+                 resync: bool = False) -> dict[str, str]:
+    """The parameters of a fetched profile, decrypted as the phone does; ProfileError says why not. A
+    wrong-key phone gets its first profile right (else it could not even log) and its resyncs wrong."""
     body, encrypted = fetched.body, False
+    wrong = resync and phone.wrong_key
     try:
         if fetched.encoding == "aes128gcm":
             secret = ikm or phone.key or url.key
             if not secret:
                 raise ProfileError("decryption failed: aes128gcm content and no IKM_HTTP_Encrypt_Content")
-            body, encrypted = aes128gcm_decrypt(body, phone.decryption_key(secret).encode("utf-8")), True
+            body, encrypted = aes128gcm_decrypt(body, phone.decryption_key(secret, wrong).encode("utf-8")), True
         elif fetched.encoding not in (None, "identity"):
             raise ProfileError(f"unsupported Content-Encoding {fetched.encoding}")
         if url.key is not None and (not encrypted or is_openssl(body)):
-            body, encrypted = openssl_decrypt(body, phone.decryption_key(url.key)), True
+            body, encrypted = openssl_decrypt(body, phone.decryption_key(url.key, wrong)), True
         elif is_openssl(body):
             raise ProfileError("encrypted profile and no --key in the profile rule")
     except DecryptError:
@@ -167,10 +170,11 @@ class Resyncer:
         if self.phone.silent:
             self.result.state = ResyncState.SILENT
             return self.result
-        if self.phone.fail_resync:
-            self.fetcher.headers[QUIRK_HEADER] = "fail-once"
         try:
+            if self.phone.fail_resync:
+                self.fetcher.headers[QUIRK_HEADER] = "fail-once"  # the Profile_Rule chain only
             params = self._chain(first, params)
+            self.fetcher.headers.pop(QUIRK_HEADER, None)
             if self.result.state is ResyncState.DONE:
                 params = self._extra_rules(params)
             if params.get("Upgrade_Rule"):
@@ -270,7 +274,7 @@ class Resyncer:
             return None, fetched.outcome, fetched.unreachable or fetched.outcome.startswith("class B")
         try:
             ikm = params.get("IKM_HTTP_Encrypt_Content") or None
-            return open_profile(fetched, url, self.phone, ikm), fetched.outcome, False
+            return open_profile(fetched, url, self.phone, ikm, resync=True), fetched.outcome, False
         except ProfileError as e:
             return None, f"class C: {e}", False
 
