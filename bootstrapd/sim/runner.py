@@ -12,11 +12,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import random
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class _Run:
 
 class Simulator:
     def __init__(self, phones: Sequence[Phone], config: SimConfig, emit: Emit | None = None) -> None:
+        # A stop signal of this run's own: phones waiting out a retry delay give up when it ends.
+        self._resync = dataclasses.replace(config.resync, stop=threading.Event())
         self.config = config
         self.emit = emit or (lambda event: None)
         self.runs = [self._new_run(p) for p in phones]
@@ -101,7 +105,7 @@ class Simulator:
         except TimeoutError:
             pass
         finally:
-            self.config.resync.stop.set()  # phones waiting out a retry delay give up now
+            self._resync.stop.set()
             loop.remove_reader(self._sock.fileno())
             adder.cancel()
             for r in self.runs:
@@ -213,7 +217,7 @@ class Simulator:
             self._from_thread({"event": "fetched", "mac": r.phone.mac, "url": result.url})
             option66 = r.client.lease.options.get(66, b"").rstrip(b"\0").decode("ascii", "replace").strip()
             resyncer = Resyncer(r.phone, str(r.client.lease.address), result.fetcher, option66 or None,
-                                self.config.resync, self._from_thread)
+                                self._resync, self._from_thread)
             r.extra["resync"] = resyncer.run(result.source, result.params)
         return result
 
