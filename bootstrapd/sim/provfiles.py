@@ -47,6 +47,7 @@ class Bootstrap:
     gzip: bool = False  # gzip before encryption
     remote_key: str | None = None  # encrypt /remote/ profiles (AES-256-CBC)
     remote_ikm: str | None = None  # /remote/ over HTTP as Content-Encoding: aes128gcm (sets IKM_HTTP_Encrypt_Content)
+    extra: dict[str, str] | None = None  # any other parameters, e.g. {"Profile_Rule_B": "..."}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Bootstrap:
@@ -74,6 +75,7 @@ def bootstrap_profile(b: Bootstrap) -> bytes:
                                  "IKM_HTTP_Encrypt_Content": b.remote_ikm, "Resync_Periodic": 3600}
     if b.our_templates:
         params |= OUR_TEMPLATES
+    params |= b.extra or {}
     body = "".join(_element(k, v) for k, v in params.items() if v is not None)
     return f"<flat-profile>\n  <!-- bootstrap profile, bootstrapd lab -->\n{body}</flat-profile>\n".encode()
 

@@ -65,7 +65,7 @@ class Floor:
             self.port = probe.getsockname()[1]
         b = {"syslog_server": f"{IP}:{self.syslog.getsockname()[1]}",
              "profile_rule": f"http://{IP}:{self.port}/remote/$MA.xml", **self.bootstrap}
-        b = {k: (v.replace("PORT", str(self.port)) if isinstance(v, str) else v) for k, v in b.items()}
+        b = json.loads(json.dumps(b).replace(":PORT/", f":{self.port}/"))
         self.server = ProvServer([IP], http_port=self.port, bootstrap=Bootstrap.from_json(b)).start()
         return self
 
@@ -191,3 +191,21 @@ def test_upgrade_rule(floor: Floor) -> None:
 def test_no_new_profile_rule_no_resync(floor: Floor) -> None:
     result, received = floor.boot()
     assert (result.state, result.hops, received) == (ResyncState.NONE, 0, [])
+
+
+@pytest.mark.parametrize("floor", [{"profile_rule": "--post http://127.0.0.1:PORT/remote/$MA.xml"}], indirect=True)
+def test_post_rule(floor: Floor) -> None:
+    result, _ = floor.boot()
+    assert result.state is ResyncState.DONE
+    assert floor.server is not None and [e["method"] for e in floor.server.events] == ["GET", "POST"]
+
+
+@pytest.mark.parametrize("floor", [{"extra": {"Profile_Rule_B": "http://127.0.0.1:PORT/Cisco/$MA.cfg",
+                                              "Profile_Rule_C": "http://127.0.0.1:PORT/missing.cfg"}}], indirect=True)
+def test_rules_b_to_d_run_once_after_the_chain(floor: Floor) -> None:
+    result, received = floor.boot()
+    assert (result.state, result.reason) == (ResyncState.FAILED, "Profile_Rule_C: class B: 404 file not found")
+    assert [p for p, _ in floor.requests()] == ["/CP-8841-3PCC.cfg", "/remote/00562b043615.xml",
+                                                "/Cisco/00562b043615.cfg", "/missing.cfg"]  # C is not retried
+    assert [k for k, _, _ in kinds(received)] == [*[Kind.RESYNC_REQUESTED, Kind.RESYNC_SUCCEEDED] * 2,
+                                                  Kind.RESYNC_REQUESTED, Kind.RESYNC_FAILED]
