@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="HTTP user name the phones answer a 401 with")
     p.add_argument("--password", help="HTTP password the phones answer a 401 with")
     p.add_argument("--http-timeout", type=float, default=3.0, help="seconds per HTTP or TFTP fetch")
-    p.add_argument("--key", help="key every phone holds already (IKM_HTTP_Encrypt_Content; also for an "
-                   "encrypted first profile without --key in its rule)")
+    p.add_argument("--key", help="key every phone holds already: its IKM_HTTP_Encrypt_Content, for aes128gcm "
+                   "responses, until a profile sets one (AES-256-CBC keys come with the rule's --key)")
     p.add_argument("--error-retry-delay", type=float, metavar="S",
                    help="seconds before retrying a failed resync (default: the profile's "
                    f"Resync_Error_Retry_Delay, else {DEFAULT_RETRY_DELAY:g})")
