@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrapd.sim.decrypt import DecryptError, aes128gcm_decrypt, is_openssl, openssl_decrypt
+from bootstrapd.sim.decrypt import DIGESTS, DecryptError, aes128gcm_decrypt, is_openssl, openssl_decrypt
 from bootstrapd.sim.discovery import ProfileUrl, parse_rule
 from bootstrapd.sim.fetch import Fetched, Fetcher
 from bootstrapd.sim.phone import Phone
@@ -83,18 +83,29 @@ def open_profile(fetched: Fetched, url: ProfileUrl, phone: Phone, ikm: str | Non
             body, encrypted = aes128gcm_decrypt(body, phone.decryption_key(secret, wrong).encode("utf-8")), True
         elif fetched.encoding not in (None, "identity"):
             raise ProfileError(f"unsupported Content-Encoding {fetched.encoding}")
-        if url.key is not None and (not encrypted or is_openssl(body)):
-            body, encrypted = openssl_decrypt(body, phone.decryption_key(url.key, wrong)), True
-        elif is_openssl(body):
-            raise ProfileError("encrypted profile and no --key in the profile rule")
     except DecryptError:
         raise ProfileError("decryption failed") from None
+    if url.key is not None and (not encrypted or is_openssl(body)):
+        return _cbc_profile(body, phone.decryption_key(url.key, wrong))
+    if is_openssl(body):
+        raise ProfileError("encrypted profile and no --key in the profile rule")
     try:
         return parse_profile(body)
     except ProfileError:
-        if encrypted:  # garbage that passed the padding check: still the key's fault
+        if encrypted:  # garbage that passed authentication cannot happen; keep the message uniform anyway
             raise ProfileError("decryption failed") from None
         raise
+
+
+def _cbc_profile(body: bytes, key: str) -> dict[str, str]:
+    """SHA-256 (new firmware), then MD5 (old): the first digest whose plaintext is a profile. A wrong
+    digest passes the padding check 1 time in 256, so padding alone cannot pick the digest."""
+    for digest in DIGESTS:
+        try:
+            return parse_profile(openssl_decrypt(body, key, (digest,)))
+        except (DecryptError, ProfileError):
+            continue
+    raise ProfileError("decryption failed")
 
 
 def _error_text(outcome: str) -> str:

@@ -4,12 +4,19 @@ binary for AES-256-CBC (SHA-256 and MD5 key derivation) and RFC 8188's own examp
 from __future__ import annotations
 
 import base64
+import hashlib
 import shutil
 import subprocess
 
 import pytest
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bootstrapd.sim.decrypt import DecryptError, aes128gcm_decrypt, openssl_decrypt
+from bootstrapd.sim.discovery import ProfileUrl
+from bootstrapd.sim.fetch import Fetched
+from bootstrapd.sim.phone import Phone
+from bootstrapd.sim.resync import open_profile
 
 PLAIN = b'<flat-profile>\n  <Profile_Rule ua="na">https://prov.example.net/$MA.xml</Profile_Rule>\n</flat-profile>\n'
 KEY = "s3cret key with spaces & symbols $MA"
@@ -81,3 +88,32 @@ def test_rfc8188_wrong_key_truncated_or_altered() -> None:
         aes128gcm_decrypt(data[:20], ikm)
     with pytest.raises(DecryptError, match="record size"):
         aes128gcm_decrypt(data[:16] + b"\0\0\0\x05\0" + data[21:], ikm)
+
+
+def cbc_encrypt(plain: bytes, key: str, salt: bytes, md: str) -> bytes:
+    """openssl enc's format with a chosen salt (the openssl binary draws its own)."""
+    material, block = b"", b""
+    while len(material) < 48:
+        block = hashlib.new(md, block + key.encode() + salt).digest()
+        material += block
+    padder = padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(material[:32]), modes.CBC(material[32:48])).encryptor()
+    return b"Salted__" + salt + enc.update(padder.update(plain) + padder.finalize()) + enc.finalize()
+
+
+def test_md5_profile_whose_sha256_decryption_happens_to_pad_correctly() -> None:
+    """1 salt in ~256 makes the SHA-256 attempt on an MD5 file end in valid padding: the phone must still
+    pick MD5, because only its plaintext is a profile."""
+    for n in range(5000):
+        data = cbc_encrypt(PLAIN, KEY, n.to_bytes(8, "big"), "md5")
+        try:
+            openssl_decrypt(data, KEY, ("sha256",))
+        except DecryptError:
+            continue
+        break
+    else:
+        pytest.fail("no such salt in 5000")
+    url = ProfileUrl("http", "prov", 80, "/x.cfg", key=KEY)
+    params = open_profile(Fetched(True, str(url), "200", len(data), body=data), url, Phone("00:56:2b:04:36:15",
+                          "CP-8841-3PCC"), None)
+    assert params == {"Profile_Rule": "https://prov.example.net/$MA.xml"}
