@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 from bootstrapd.sim.dhcp import Retransmit
-from bootstrapd.sim.phone import CISCO_OUIS, MODELS, make_phones
+from bootstrapd.sim.phone import CISCO_OUIS, MODELS, assign_quirks, make_phones
 from bootstrapd.sim.provision import Settings
 from bootstrapd.sim.report import PhoneReport, format_report, progress_bar
+from bootstrapd.sim.resync import DEFAULT_RETRY_DELAY, ResyncSettings
 from bootstrapd.sim.runner import SimConfig, Simulator
 
 NETNS_DIR = "/var/run/netns"
@@ -55,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="HTTP user name the phones answer a 401 with")
     p.add_argument("--password", help="HTTP password the phones answer a 401 with")
     p.add_argument("--http-timeout", type=float, default=3.0, help="seconds per HTTP or TFTP fetch")
+    p.add_argument("--key", help="key every phone holds already: its IKM_HTTP_Encrypt_Content, for aes128gcm "
+                   "responses, until a profile sets one (AES-256-CBC keys come with the rule's --key)")
+    p.add_argument("--error-retry-delay", type=float, metavar="S",
+                   help="seconds before retrying a failed resync (default: the profile's "
+                   f"Resync_Error_Retry_Delay, else {DEFAULT_RETRY_DELAY:g})")
+    p.add_argument("--resync-retries", type=int, default=2, help="retries of a failed resync (default 2)")
+    p.add_argument("--max-hops", type=int, default=3, help="profile rules followed after the first (default 3)")
+    p.add_argument("--silent", type=int, default=0, metavar="N",
+                   help="N phones fetch their first profile, then never resync nor log")
+    p.add_argument("--fail-resync", type=int, default=0, metavar="N",
+                   help="N phones whose first resync 404s (the lab server honours their request), then succeeds "
+                   "on the retry")
+    p.add_argument("--wrong-key", type=int, default=0, metavar="N", help="N phones decrypt with a wrong key")
     p.add_argument("--json", action="store_true", help="JSON lines: progress events, then the report")
     return p
 
@@ -68,13 +82,18 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         phones = make_phones(args.phones, args.seed, args.models.split(","), args.ouis.split(","), args.start,
-                             args.user, args.password)
+                             args.user, args.password, args.key)
+        phones = assign_quirks(phones, args.seed, silent=args.silent, fail_resync=args.fail_resync,
+                               wrong_key=args.wrong_key)
+        if args.resync_retries < 0 or args.max_hops < 0 or (args.error_retry_delay or 0) < 0:
+            raise ValueError("--resync-retries, --max-hops and --error-retry-delay cannot be negative")
     except ValueError as e:
         print(f"bootstrapd simulate: {e}", file=sys.stderr)
         return 2
     config = SimConfig(args.interface, args.seed, args.spread, args.timeout,
                        Retransmit(initial=args.retransmit, jitter=min(1.0, args.retransmit / 4)),
-                       Settings(args.ca, args.http_timeout))
+                       Settings(args.ca, args.http_timeout),
+                       resync=ResyncSettings(args.max_hops, args.resync_retries, args.error_retry_delay))
     emit = _json_emit if args.json else _ProgressBar(len(phones)).emit
     emit({"event": "start", "phones": len(phones)})
     try:
@@ -87,7 +106,8 @@ def main(argv: list[str]) -> int:
     else:
         print(file=sys.stderr)
         print(format_report(reports))
-    return 0 if all(r.stage.value == "fetched" for r in reports) else 1
+    healthy = all(r.stage.value == "fetched" and r.resync not in ("failed", "silent") for r in reports)
+    return 0 if healthy else 1
 
 
 _flushed = 0.0

@@ -9,6 +9,7 @@ domain it is stuck (on a real floor it would go on to Cisco's cloud activation, 
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ OPTION_ORDER = (66, 160, 159, 150, 60, 43, 125)  # DHCP_Option_To_Use, factory d
 DEFAULT_PORTS = {"tftp": 69, "http": 80, "https": 443}
 SRV_SERVICES = ("_ciscoprov-https._tls", "_ciscoprov-http._tcp")
 ACS_VENDOR_CLASS = b"dslforum.org"
+VALUE_OPTIONS = ("--uid", "--pwd", "--key")  # profile-rule options followed by a value
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ProfileUrl:
     path: str
     username: str | None = None
     password: str | None = None
+    key: str | None = None  # `--key`: the profile is `openssl enc -aes-256-cbc` encrypted with it
+    post: bool = False  # `--post`: HTTP POST (with the phone's status in the body) instead of GET
 
     def __str__(self) -> str:
         port = "" if DEFAULT_PORTS.get(self.scheme) == self.port else f":{self.port}"
@@ -75,14 +79,23 @@ def parse_rule(rule: str, phone: Phone, ip: str, default_host: str | None = None
     """A profile rule `[--options] [scheme://][server[:port]]/path` as a URL, macros expanded.
 
     No scheme means TFTP; no server (`/path` or a bare file name) means `default_host`, the option-66
-    server. `--uid`/`--pwd` give HTTP credentials. None when the rule cannot be fetched from anywhere.
+    server. `--uid`/`--pwd` give HTTP credentials, `--key` the decryption key (quotes allowed around a
+    value), `--post` asks for a POST; other options (`--srv`) are accepted and not simulated. None when
+    the rule cannot be fetched from anywhere.
     """
-    words = rule.split()
+    try:
+        words = shlex.split(rule)
+    except ValueError:  # an unbalanced quote
+        return None
     opts: dict[str, str] = {}
     while words and words[0].startswith("--"):
         key = words.pop(0)
-        if key in ("--uid", "--pwd", "--key") and words:
+        if key in VALUE_OPTIONS:
+            if not words:
+                return None
             opts[key] = words.pop(0)
+        else:
+            opts[key] = ""
     if len(words) != 1:
         return None
     text = expand(words[0], phone.macros(ip))
@@ -103,7 +116,7 @@ def parse_rule(rule: str, phone: Phone, ip: str, default_host: str | None = None
         return None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return ProfileUrl(scheme, parts.hostname, port, path, opts.get("--uid", phone.username),
-                      opts.get("--pwd", phone.password))
+                      opts.get("--pwd", phone.password), opts.get("--key"), "--post" in opts)
 
 
 def _server_urls(servers: list[str], phone: Phone, ip: str) -> tuple[ProfileUrl, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import socket
 import ssl
 import struct
@@ -21,6 +22,7 @@ from bootstrapd.sim.resolver import ResolveError
 from bootstrapd.sim.verdict import Action, judge
 
 MAX_PROFILE = 1 << 20  # bytes; a profile is a few kB
+MAX_FIRMWARE = 256 << 20  # bytes read (and thrown away) of a firmware load
 TFTP_BLOCK = 512
 
 
@@ -34,6 +36,17 @@ class Fetched:
     size: int = 0
     statuses: tuple[int, ...] = ()
     unreachable: bool = False  # no conversation with the server at all (refused, timeout, TLS failure)
+    body: bytes = b""  # the profile as received (empty for a discarded firmware load)
+    encoding: str | None = None  # the HTTP Content-Encoding (`aes128gcm`), lower case
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    location: str | None
+    body: bytes
+    encoding: str | None
+    size: int
 
 
 class _Connection(http.client.HTTPConnection):
@@ -72,24 +85,27 @@ class Fetcher:
         self.resolve = resolve
         self.tls = tls
         self.timeout = timeout
+        self.headers: dict[str, str] = {}  # sent with every HTTP request besides the phone's own
 
-    def fetch(self, url: ProfileUrl, address: str | None = None) -> Fetched:
-        """GET the profile at `url` (connecting to `address` when given, else to url.host resolved)."""
+    def fetch(self, url: ProfileUrl, address: str | None = None, *, keep: bool = True) -> Fetched:
+        """GET the profile at `url` (connecting to `address` when given, else to url.host resolved);
+        `keep=False` reads a firmware load and throws it away."""
         try:
-            address = address or self.resolve(url.host)
+            address = address or _literal(url.host) or self.resolve(url.host)
         except ResolveError as e:
             return Fetched(False, str(url), f"cannot resolve {url.host}: {e}", unreachable=True)
         if url.scheme == "tftp":
-            return self._tftp(url, address)
-        return self._http(url, address)
+            return self._tftp(url, address, keep)
+        return self._http(url, address, keep)
 
-    def _http(self, url: ProfileUrl, address: str) -> Fetched:
+    def _http(self, url: ProfileUrl, address: str, keep: bool) -> Fetched:
         statuses: list[int] = []
         auth_retries = redirects = 0
         authorization: str | None = None
         while True:
             try:
-                status, location, body = self._get(url, address, authorization)
+                resp = self._get(url, address, authorization, keep)
+                status, location = resp.status, resp.location
             except (OSError, http.client.HTTPException) as e:
                 reason = _describe(e)
                 return Fetched(False, str(url), reason, statuses=tuple(statuses), unreachable=not statuses)
@@ -98,7 +114,8 @@ class Fetcher:
             verdict = judge(status, auth_retries=auth_retries, redirects=redirects,
                             has_credentials=has_credentials, location=location)
             if verdict.action is Action.DONE:
-                return Fetched(True, str(url), verdict.reason, len(body), tuple(statuses))
+                return Fetched(True, str(url), verdict.reason, resp.size, tuple(statuses), body=resp.body,
+                               encoding=resp.encoding)
             if verdict.action is Action.FOLLOW:
                 target = parse_rule(urljoin(str(url), location or ""), self.phone, self.source_ip)
                 if target is None or target.scheme == "tftp":
@@ -117,28 +134,52 @@ class Fetcher:
                 continue
             return Fetched(False, str(url), f"{verdict.action.value}: {verdict.reason}", 0, tuple(statuses))
 
-    def _get(self, url: ProfileUrl, address: str, authorization: str | None) -> tuple[int, str | None, bytes]:
+    def _get(self, url: ProfileUrl, address: str, authorization: str | None,
+             keep: bool) -> _Response:
+        """One request; with keep=False the body is counted, not kept."""
         conn = _Connection(url, address, self.source_ip, self.timeout, self.tls if url.scheme == "https" else None)
         try:
-            headers = {"User-Agent": self.phone.user_agent, "Accept": "*/*"}
+            headers = {"User-Agent": self.phone.user_agent, "Accept": "*/*", **self.headers}
             if authorization:
                 headers["Authorization"] = authorization
-            conn.request("GET", url.path, headers=headers)
+            payload = None
+            if url.post:  # mpp-bootstrap.md section 6: POST with the phone's status in the body
+                payload = f"mac={self.phone.ma}&ip={self.source_ip}&swver={self.phone.firmware}".encode()
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request("POST" if url.post else "GET", url.path, body=payload, headers=headers)
             resp = conn.getresponse()
-            body = resp.read(MAX_PROFILE)
-            return resp.status, resp.getheader("Location"), body
+            encoding = (resp.getheader("Content-Encoding") or "").strip().lower() or None
+            body = resp.read(MAX_PROFILE) if keep else b""
+            size = len(body) if keep else _drain(resp)
+            return _Response(resp.status, resp.getheader("Location"), body, encoding, size)
         finally:
             conn.close()
 
-    def _tftp(self, url: ProfileUrl, address: str) -> Fetched:
+    def _tftp(self, url: ProfileUrl, address: str, keep: bool) -> Fetched:
         try:
-            data = tftp_get(address, url.port, url.path.lstrip("/"), self.source_ip, self.timeout)
+            limit = MAX_PROFILE if keep else MAX_FIRMWARE
+            data = tftp_get(address, url.port, url.path.lstrip("/"), self.source_ip, self.timeout, limit=limit)
         except TftpError as e:
             kind = "class B" if e.code == 1 else "class C"
             return Fetched(False, str(url), f"{kind}: TFTP error {e.code} {e.message}")
         except OSError as e:
             return Fetched(False, str(url), f"TFTP: {_describe(e)}", unreachable=True)
-        return Fetched(True, str(url), "TFTP", len(data))
+        return Fetched(True, str(url), "TFTP", len(data), body=data if keep else b"")
+
+
+def _literal(host: str) -> str | None:
+    """An IPv4 literal needs no DNS (a phone without option 6 still fetches from tftp://198.18.0.10/...)."""
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
+
+
+def _drain(resp: http.client.HTTPResponse) -> int:
+    size = 0
+    while size < MAX_FIRMWARE and (chunk := resp.read(65536)):
+        size += len(chunk)
+    return size
 
 
 def _describe(e: BaseException) -> str:
@@ -159,7 +200,7 @@ class TftpError(Exception):
 
 
 def tftp_get(address: str, port: int, filename: str, source_ip: str, timeout: float = 2.0,
-             tries: int = 3) -> bytes:
+             tries: int = 3, limit: int = MAX_PROFILE) -> bytes:
     """RFC 1350 read request in octet mode; raises TftpError (server's ERROR) or TimeoutError."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((source_ip, 0))
@@ -180,7 +221,7 @@ def tftp_get(address: str, port: int, filename: str, source_ip: str, timeout: fl
             peer = sender
             data += chunk
             packet = struct.pack("!HH", 4, block)
-            if len(chunk) < TFTP_BLOCK or len(data) > MAX_PROFILE:
+            if len(chunk) < TFTP_BLOCK or len(data) > limit:
                 s.sendto(packet, peer)  # the final ACK
                 return bytes(data)
             block = (block + 1) & 0xFFFF

@@ -59,10 +59,14 @@ class Floor:
         return self.daemon
 
     def start_prov(self, binds: Sequence[str] = PROV_ADDRESSES, *, https: bool = True,
-                   tftp: Sequence[str] = TFTP_ADDRESSES, auth: str | None = None) -> None:
-        """The provisioning server: HTTP (80) and HTTPS (443, the lab certificate) on `binds`, TFTP on `tftp`."""
+                   tftp: Sequence[str] = TFTP_ADDRESSES, auth: str | None = None,
+                   bootstrap: dict[str, Any] | None = None) -> None:
+        """The provisioning server: HTTP (80) and HTTPS (443, the lab certificate) on `binds`, TFTP on `tftp`;
+        `bootstrap` (sim/provfiles.Bootstrap's fields) turns its first profiles into a bootstrap profile."""
         self.stop_prov()
         argv = [sys.executable, "-m", "bootstrapd.sim.provserver", "--log", str(self.prov_log)]
+        if bootstrap is not None:
+            argv += ["--bootstrap", json.dumps(bootstrap)]
         for b in binds:
             argv += ["--bind", b]
         if https and self.cert:
@@ -95,6 +99,10 @@ class Floor:
             f.seek(getattr(self, "_prov_offset", 0) if offset is None else offset)
             return [json.loads(line) for line in f.read().splitlines() if line.startswith("{")]
 
+    def listen_syslog(self, address: str = PROV_ADDRESSES[0], port: int = 514) -> SyslogListener:
+        """A UDP socket on the server host that records every datagram (a stand-in syslog server)."""
+        return SyslogListener(self.server, self.workdir / f"syslog-{address}-{port}.jsonl", address, port)
+
     def simulate(self, phones: int, *args: str, on_event: OnEvent | None = None,
                  timeout: float = 60.0) -> list[PhoneReport]:
         """Run `bootstrapd simulate --json` in the phones' namespace; the per-phone reports."""
@@ -120,3 +128,39 @@ class Floor:
         if proc.returncode not in (0, 1):
             raise RuntimeError(f"simulate exited {proc.returncode}: {errors.read_text()[-3000:]}")
         return load_reports(lines)
+
+
+_LISTENER = """
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+out = open(sys.argv[3], "a", buffering=1)
+out.write(json.dumps({"ready": True}) + "\\n")
+while True:
+    data, peer = s.recvfrom(65535)
+    out.write(json.dumps({"from": peer[0], "port": peer[1], "data": data.decode("utf-8", "replace")}) + "\\n")
+"""
+
+
+class SyslogListener:
+    """A process in `host` that appends one JSON line per datagram received on address:port to `path`."""
+
+    def __init__(self, host: Host, path: Path, address: str, port: int) -> None:
+        self.path = path
+        self.proc = host.popen([sys.executable, "-c", _LISTENER, address, str(port), str(path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not (path.exists() and path.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"syslog listener did not start on {address}:{port}")
+            time.sleep(0.02)
+
+    def datagrams(self) -> list[dict[str, Any]]:
+        """Every datagram so far: {"from": address, "port": source port, "data": text}."""
+        return [d for d in (json.loads(line) for line in self.path.read_text().splitlines()) if "data" in d]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)

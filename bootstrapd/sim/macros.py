@@ -34,3 +34,10 @@ def expand(template: str, values: Mapping[str, str]) -> str:
             out.append(values[known] if known is not None else "$")
             i += 1 + (len(known) if known is not None else 0)
     return "".join(out)
+
+
+def resync_values(scheme: str, servip: str, port: int | None, path: str, err: str = "") -> dict[str, str]:
+    """The macros of the `Log_*` templates (mpp-bootstrap.md section 9): where the phone resyncs from, why it
+    failed. `$PORT` is the number even when it is the scheme's default (Cisco's own sample drops it)."""
+    return {"SCHEME": scheme, "SERVIP": servip, "PORT": "" if port is None else str(port), "PATH": path,
+            "ERR": err}

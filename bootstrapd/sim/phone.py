@@ -7,6 +7,7 @@ rule differs by series (the 6800 guide says `$PN.cfg`, Cisco's parameter referen
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Sequence
@@ -30,6 +31,13 @@ class Phone:
     serial: str = ""
     username: str | None = None  # HTTP credentials the phone holds (profile rule --uid/--pwd override them)
     password: str | None = None
+    key: str | None = None  # a key it holds already: IKM_HTTP_Encrypt_Content until a profile sets one
+    syslog_header: str = "rfc3164"  # "rfc3164" or "bare": how its syslog datagrams look (firmware-dependent)
+    # Misbehaviour for tests and demos (assign_quirks): never comes back after its first profile; asks the
+    # remote server to 404 its first resync (lab servers honour QUIRK_HEADER); decrypts with a wrong key.
+    silent: bool = False
+    fail_resync: bool = False
+    wrong_key: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", self.mac):
@@ -60,6 +68,10 @@ class Phone:
         """Factory-default Profile_Rule: `$PN.cfg` on the 6800 series (its admin guide), else `/$PSN.xml`."""
         return "$PN.cfg" if self.model.startswith("CP-68") else "/$PSN.xml"
 
+    def decryption_key(self, key: str, wrong: bool) -> str:
+        """The key the phone actually uses for `key`: something else where it holds a wrong one."""
+        return f"wrong-{key}" if wrong else key
+
     def macros(self, ip: str = "") -> dict[str, str]:
         """Values of the profile-rule macros (mpp-bootstrap.md section 4)."""
         return {"MA": self.ma, "MAU": self.ma.upper(), "MAC": self.mac, "PN": self.model, "PSN": self.psn,
@@ -67,7 +79,8 @@ class Phone:
 
 
 def make_phones(count: int, seed: int = 0, models: Sequence[str] = MODELS, ouis: Sequence[str] = CISCO_OUIS,
-                start: int = 0, username: str | None = None, password: str | None = None) -> list[Phone]:
+                start: int = 0, username: str | None = None, password: str | None = None,
+                key: str | None = None) -> list[Phone]:
     """`count` phones with distinct MACs: model and OUI cycle through the lists, the NIC part is seeded."""
     if not models or not ouis:
         raise ValueError("need at least one model and one OUI")
@@ -78,5 +91,21 @@ def make_phones(count: int, seed: int = 0, models: Sequence[str] = MODELS, ouis:
         nic = (nic_base + i) & 0xFFFFFF
         mac = f"{ouis[i % len(ouis)]}:{nic >> 16:02x}:{(nic >> 8) & 0xFF:02x}:{nic & 0xFF:02x}"
         model = models[i % len(models)]
-        phones.append(Phone(mac, model, serial=f"FCH{nic:08X}", username=username, password=password))
+        header = "rfc3164" if i % 2 == 0 else "bare"  # both forms on every floor
+        phones.append(Phone(mac, model, serial=f"FCH{nic:08X}", username=username, password=password, key=key,
+                            syslog_header=header))
     return phones
+
+
+def assign_quirks(phones: Sequence[Phone], seed: int, *, silent: int = 0, fail_resync: int = 0,
+                  wrong_key: int = 0) -> list[Phone]:
+    """Give `silent`, `fail_resync` and `wrong_key` distinct phones (chosen by `seed`) that misbehaviour."""
+    wanted = silent + fail_resync + wrong_key
+    if min(silent, fail_resync, wrong_key) < 0 or wanted > len(phones):
+        raise ValueError(f"{wanted} misbehaving phones asked for, {len(phones)} phones")
+    chosen = random.Random(f"{seed}:quirks").sample(range(len(phones)), wanted)
+    out = list(phones)
+    for n, i in enumerate(chosen):
+        out[i] = dataclasses.replace(out[i], silent=n < silent, fail_resync=silent <= n < silent + fail_resync,
+                                     wrong_key=n >= silent + fail_resync)
+    return out

@@ -17,7 +17,9 @@ from bootstrapd.sim.discovery import ProfileUrl, Source, SrvDiscovery, Stuck, ch
 from bootstrapd.sim.fetch import Fetched, Fetcher
 from bootstrapd.sim.macros import expand
 from bootstrapd.sim.phone import Phone
+from bootstrapd.sim.profile import ProfileError
 from bootstrapd.sim.resolver import ResolveError, Resolver
+from bootstrapd.sim.resync import open_profile
 from bootstrapd.sim.srv import rfc2782_order
 
 SRV_SCHEMES = {"_ciscoprov-https._tls": "https", "_ciscoprov-http._tcp": "http"}
@@ -36,6 +38,9 @@ class Provisioning:
     attempts: list[str] = field(default_factory=list)  # every failed try, in order
     discovery_seconds: float = 0.0
     fetch_seconds: float = 0.0
+    source: ProfileUrl | None = None  # where the profile came from (the resync chain starts there)
+    params: dict[str, str] = field(default_factory=dict)  # the profile's parameters, decrypted and parsed
+    fetcher: Fetcher | None = None  # the phone's HTTP/TFTP client, for what comes after
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ def provision(phone: Phone, lease: Lease, rng: random.Random, settings: Settings
     dns = decision.dns_servers if isinstance(decision, SrvDiscovery) else _dns_servers(lease)
     resolver = Resolver(dns, ip, rng, settings.dns_timeout) if dns else None
     fetcher = Fetcher(phone, ip, resolver.address if resolver else _no_dns, tls, settings.http_timeout)
+    result.fetcher = fetcher
     if isinstance(decision, Source):
         _from_source(decision, fetcher, result, t0)
     else:
@@ -126,9 +132,14 @@ def _from_srv(discovery: SrvDiscovery, phone: Phone, resolver: Resolver, fetcher
 def _try(fetcher: Fetcher, url: ProfileUrl, address: str | None, result: Provisioning) -> bool:
     fetched: Fetched = fetcher.fetch(url, address)
     result.url, result.size = fetched.url, fetched.size
+    outcome = fetched.outcome
     if fetched.ok:
-        result.fetched, result.reason = True, None
-        return True
-    result.attempts.append(f"{fetched.url}: {fetched.outcome}")
-    result.reason = fetched.outcome
+        try:
+            result.params = open_profile(fetched, url, fetcher.phone, None)
+            result.fetched, result.reason, result.source = True, None, url
+            return True
+        except ProfileError as e:
+            outcome = f"class C: {e}"
+    result.attempts.append(f"{fetched.url}: {outcome}")
+    result.reason = outcome
     return False

@@ -5,8 +5,10 @@
 File names follow mpp-bootstrap.md section 4's policy, with or without a leading `/`: per model
 `<model>-3PCC.xml` (= `$PSN.xml`), `CP-<model>-3PCC.xml`, `CP-<model>-3PCC.cfg` (= `$PN.cfg`), and per
 phone `<mac>.cfg` or `Cisco/<mac>.cfg` (`$MA`, 12 hex digits). Profiles are generated, not read from
-disk. One JSON line per request (`prov.hit` / `prov.miss`, with path, client and User-Agent) goes to
-stdout or `--log`.
+disk. Besides, `/remote/<name>` is a remote provider's profile and `*.loads` a firmware stub; with
+`--bootstrap JSON` the first profiles become a bootstrap profile (sim/provfiles.py). A request carrying
+the simulator's `X-Bootstrapd-Sim-Quirk: fail-once` is answered 404 the first time (per client and path).
+One JSON line per request (`prov.hit` / `prov.miss`, with path, client and User-Agent) goes to stdout or `--log`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from bootstrapd.sim.provfiles import Bootstrap, Catalog
+from bootstrapd.sim.resync import QUIRK_HEADER
 
 _MODEL_FILE = re.compile(r"^/?(?:CP-)?(\d{4}[A-Z]?)-3PCC\.xml$|^/?CP-(\d{4}[A-Z]?)-3PCC\.cfg$", re.IGNORECASE)
 _MAC_FILE = re.compile(r"^/?(?:Cisco/)?([0-9A-Fa-f]{12})\.cfg$")
@@ -57,23 +62,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     log: Log
     credentials: str | None  # "user:password" required as HTTP Basic, else open
+    catalog: Catalog
+    failed_once: set[tuple[str, str]]  # (client, path) already answered 404 for a fail-once request
 
     def do_GET(self) -> None:
-        body = profile_for(self.path)
+        host = self.headers.get("Host") or _where(self.server)
+        answer = self.catalog.other(self.path, f"{self.proto}://{host}{self.path}", http=True)
+        body = answer.body if answer else self.catalog.first(profile_for(self.path))
         status = 200 if body is not None else 404
         if body is not None and self.credentials and not self._authorized():
             status, body = 401, None
+        if body is not None and self.headers.get(QUIRK_HEADER) == "fail-once":
+            seen = (self.client_address[0], self.path)
+            if seen not in self.failed_once:  # not thread-safe in theory; one phone asks one path at a time
+                self.failed_once.add(seen)
+                status, body = 404, None
         self.log({"event": "prov.hit" if status == 200 else "prov.miss", "proto": self.proto, "status": status,
-                  "server": _where(self.server), "client": self.client_address[0],
-                  "path": self.path, "ua": self.headers.get("User-Agent", "")})
+                  "server": _where(self.server), "client": self.client_address[0], "method": self.command,
+                  "path": self.path, "ua": self.headers.get("User-Agent", ""),
+                  "kind": answer.kind if answer else "profile"})
         self.send_response(status)
         if status == 401:
             self.send_header("WWW-Authenticate", 'Basic realm="provisioning"')
         payload = body if body is not None else f"{status}\n".encode()
         self.send_header("Content-Type", "text/xml" if body is not None else "text/plain")
+        if status == 200 and answer is not None and answer.encoding:
+            self.send_header("Content-Encoding", answer.encoding)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def do_POST(self) -> None:
+        """A `--post` profile rule: the phone's status in the body (read and ignored), then as GET."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(min(max(length, 0), 65536))
+        self.do_GET()
 
     @property
     def proto(self) -> str:
@@ -114,6 +137,7 @@ class _TlsServer(_HttpServer):
 class _TftpServer(socketserver.ThreadingUDPServer):
     daemon_threads = True
     log: Log
+    catalog: Catalog
 
 
 class _TftpHandler(socketserver.BaseRequestHandler):
@@ -126,7 +150,9 @@ class _TftpHandler(socketserver.BaseRequestHandler):
         if len(data) < 4 or struct.unpack("!H", data[:2])[0] != 1:
             return
         filename = data[2:].split(b"\0")[0].decode(errors="replace")
-        body = profile_for(filename)
+        catalog = self.server.catalog
+        answer = catalog.other(filename, f"tftp://{_where(self.server)}/{filename.lstrip('/')}", http=False)
+        body = answer.body if answer else catalog.first(profile_for(filename))
         self.server.log({"event": "prov.hit" if body is not None else "prov.miss", "proto": "tftp",
                          "status": 200 if body is not None else 404,
                          "server": _where(self.server),
@@ -161,11 +187,13 @@ class ProvServer:
 
     def __init__(self, binds: Sequence[str], http_port: int = 80, https_port: int = 443,
                  cert: tuple[str, str] | None = None, tftp_binds: Sequence[str] = (), tftp_port: int = 69,
-                 credentials: str | None = None, log: Log | None = None) -> None:
+                 credentials: str | None = None, log: Log | None = None, bootstrap: Bootstrap | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._sink = log
-        handler = type("Handler", (_Handler,), {"log": staticmethod(self._log), "credentials": credentials})
+        catalog = Catalog(bootstrap)
+        handler = type("Handler", (_Handler,), {"log": staticmethod(self._log), "credentials": credentials,
+                                                "catalog": catalog, "failed_once": set()})
         self.servers: list[socketserver.BaseServer] = []
         for addr in binds:
             self.servers.append(_HttpServer((addr, http_port), handler))
@@ -176,6 +204,7 @@ class ProvServer:
         for addr in tftp_binds:
             tftp = _TftpServer((addr, tftp_port), _TftpHandler)
             tftp.log = self._log
+            tftp.catalog = catalog
             self.servers.append(tftp)
         self._threads: list[threading.Thread] = []
 
@@ -219,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tftp-port", type=int, default=69)
     p.add_argument("--auth", metavar="USER:PASSWORD", help="require HTTP Basic authentication")
     p.add_argument("--log", type=Path, help="JSON lines go here instead of stdout")
+    p.add_argument("--bootstrap", metavar="JSON", help="serve a bootstrap profile instead of the default ones: "
+                   "a JSON object of bootstrapd.sim.provfiles.Bootstrap's fields")
     args = p.parse_args(argv)
+    bootstrap = Bootstrap.from_json(json.loads(args.bootstrap)) if args.bootstrap else None
     out: IO[str] = open(args.log, "a", buffering=1) if args.log else sys.stdout  # noqa: SIM115
 
     def log(event: dict[str, Any]) -> None:
@@ -231,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         cert_file, _, key_file = args.https.partition(",")
         cert = (cert_file, key_file)
     server = ProvServer(args.bind, args.http_port, args.https_port, cert, args.tftp, args.tftp_port, args.auth,
-                        log).start()
+                        log, bootstrap).start()
     log({"event": "prov.ready", "binds": args.bind})
     try:
         threading.Event().wait()

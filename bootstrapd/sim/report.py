@@ -6,7 +6,10 @@ import collections
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bootstrapd.sim.resync import Resync
 
 
 class Stage(enum.Enum):
@@ -38,6 +41,27 @@ class PhoneReport:
     discovers: int = 0
     requests: int = 0
     naks: int = 0
+    # After the first profile (sim/resync.py): "none" (no other profile named), "done", "failed", "silent";
+    # None when the phone never got a profile.
+    resync: str | None = None
+    resync_url: str | None = None  # the last resync URL requested
+    resync_reason: str | None = None  # why it failed ("decryption failed", "404 file not found", ...)
+    resync_hops: int = 0
+    resync_retries: int = 0
+    resync_seconds: float | None = None  # first profile to the end of the chain (retry delays included)
+    upgrade: str | None = None  # "done" | "failed"; None without an Upgrade_Rule
+    upgrade_url: str | None = None
+    syslog_server: str | None = None  # where its lines went ("198.18.0.1:514")
+    syslog_sent: int = 0
+    resync_steps: list[str] = field(default_factory=list)
+
+    def add_resync(self, r: Resync) -> None:
+        self.resync, self.resync_url, self.resync_hops, self.resync_retries = (r.state.value, r.url, r.hops,
+                                                                             r.retries)
+        self.resync_reason = r.reason
+        self.resync_seconds = r.seconds
+        self.upgrade, self.upgrade_url = r.upgrade, r.upgrade_url
+        self.syslog_server, self.syslog_sent, self.resync_steps = r.syslog_server, r.syslog_sent, r.steps
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "stage": self.stage.value}
@@ -53,7 +77,24 @@ def format_line(r: PhoneReport) -> str:
     line = f"{r.mac:<17}  {r.model:<12}  {r.address or '-':<13}  {r.found_by or '-':<22}  {fetched:<48} {secs}"
     if r.stage is not Stage.FETCHED:
         line += f"\n{'':<19}stuck at {r.stage.value}: {r.reason or 'unknown'}"
+    elif r.resync not in (None, "none"):
+        line += f"\n{'':<19}{_resync_text(r)}"
     return line
+
+
+def _resync_text(r: PhoneReport) -> str:
+    if r.resync == "silent":
+        text = "resync: silent (never came back after its first profile)"
+    elif r.resync == "done":
+        text = f"resync: done, {r.resync_url} ({r.resync_hops} hop{'s' * (r.resync_hops != 1)}"
+        text += f", {r.resync_retries} retr{'ies' if r.resync_retries != 1 else 'y'})" if r.resync_retries else ")"
+    else:
+        text = f"resync: FAILED, {r.resync_url or '-'}: {r.resync_reason or 'unknown'}"
+    if r.upgrade:
+        text += f"; upgrade {r.upgrade}"
+    if r.syslog_sent:
+        text += f"; {r.syslog_sent} syslog line{'s' * (r.syslog_sent != 1)} to {r.syslog_server}"
+    return text
 
 
 HEADER = (f"{'MAC':<17}  {'model':<12}  {'address':<13}  {'found its server by':<22}  {'profile fetched':<48} "
@@ -79,6 +120,13 @@ def summary(reports: Sequence[PhoneReport]) -> list[str]:
                      f"DHCP retransmissions and restarts: {extra}")
     if done:
         lines.append(f"power-on to profile: median {_median(done):.3f}s, last {max(done):.3f}s")
+    resyncs = collections.Counter(r.resync for r in reports if r.resync not in (None, "none"))
+    if resyncs:
+        upgrades = collections.Counter(r.upgrade for r in reports if r.upgrade)
+        lines.append(f"resync: {resyncs['done']} done, {resyncs['failed']} failed, {resyncs['silent']} silent"
+                     + (f"; upgrade: {upgrades['done']} done, {upgrades['failed']} failed" if upgrades else ""))
+        failed = collections.Counter(r.resync_reason for r in reports if r.resync == "failed")
+        lines += [f"resync failed ({n}): {why}" for why, n in failed.most_common()]
     stuck = collections.Counter(f"{r.stage.value}: {r.reason}" for r in reports if r.stage is not Stage.FETCHED)
     for reason, count in stuck.most_common():
         lines.append(f"stuck ({count}) at {reason}")

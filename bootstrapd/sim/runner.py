@@ -12,11 +12,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import random
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from bootstrapd.sim.fetch import tls_context
 from bootstrapd.sim.phone import Phone
 from bootstrapd.sim.provision import Provisioning, Settings, provision
 from bootstrapd.sim.report import PhoneReport, Stage
+from bootstrapd.sim.resync import Resync, Resyncer, ResyncSettings
 from bootstrapd.sim.wire import FrameCache, parse_reply, reply_chaddr
 
 ETH_P_IP = 0x0800
@@ -44,6 +47,7 @@ class SimConfig:
     retransmit: Retransmit = field(default_factory=Retransmit)
     settings: Settings = field(default_factory=Settings)
     workers: int = 32  # provisioning threads
+    resync: ResyncSettings = field(default_factory=ResyncSettings)
 
 
 @dataclass
@@ -59,6 +63,8 @@ class _Run:
 
 class Simulator:
     def __init__(self, phones: Sequence[Phone], config: SimConfig, emit: Emit | None = None) -> None:
+        # A stop signal of this run's own: phones waiting out a retry delay give up when it ends.
+        self._resync = dataclasses.replace(config.resync, stop=threading.Event())
         self.config = config
         self.emit = emit or (lambda event: None)
         self.runs = [self._new_run(p) for p in phones]
@@ -72,6 +78,7 @@ class Simulator:
         self._wake = asyncio.Event()
         self._sock: socket.socket | None = None
         self._t0 = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="phone")
         self._tls = tls_context(config.settings.ca_file)
         self._frames = FrameCache()
@@ -83,7 +90,7 @@ class Simulator:
         return _Run(phone, DhcpClient(rng, self.config.retransmit), PhoneReport(phone.mac, phone.model))
 
     async def run(self) -> list[PhoneReport]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # the event loop (DHCP timing) must not wait long behind fetch threads
         self._sock, sink = _open_sockets(self.config.interface)
@@ -98,6 +105,7 @@ class Simulator:
         except TimeoutError:
             pass
         finally:
+            self._resync.stop.set()
             loop.remove_reader(self._sock.fileno())
             adder.cancel()
             for r in self.runs:
@@ -205,7 +213,22 @@ class Simulator:
         rng = random.Random(f"{self.config.seed}:{r.phone.mac}:provision")
         result = provision(r.phone, r.client.lease, rng, self.config.settings, self._tls)
         r.extra["provision_seconds"] = time.monotonic() - started
+        if result.fetched and result.source is not None and result.fetcher is not None:
+            self._from_thread({"event": "fetched", "mac": r.phone.mac, "url": result.url})
+            option66 = r.client.lease.options.get(66, b"").rstrip(b"\0").decode("ascii", "replace").strip()
+            resyncer = Resyncer(r.phone, str(r.client.lease.address), result.fetcher, option66 or None,
+                                self._resync, self._from_thread)
+            r.extra["resync"] = resyncer.run(result.source, result.params)
         return result
+
+    def _from_thread(self, event: dict[str, Any]) -> None:
+        """Emit from a phone's worker thread: the event loop writes it (emit is not thread-safe)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._emit_now, event)
+
+    def _emit_now(self, event: dict[str, Any]) -> None:
+        assert self._loop is not None
+        self.emit({**event, "t": self._loop.time() - self._t0})
 
     def _provisioned(self, r: _Run, future: asyncio.Future[Provisioning]) -> None:
         if future.cancelled():
@@ -215,17 +238,22 @@ class Simulator:
         rep = r.report
         rep.found_by, rep.url, rep.size, rep.reason, rep.attempts = p.found_by, p.url, p.size, p.reason, p.attempts
         bound = r.extra["bound"]
-        setup = asyncio.get_running_loop().time() - bound - r.extra.get("provision_seconds", 0.0)
+        resync: Resync | None = r.extra.get("resync")
+        worked = r.extra.get("provision_seconds", 0.0) + (resync.seconds if resync else 0.0)
+        setup = asyncio.get_running_loop().time() - bound - worked  # address set-up and the thread's start
         rep.discovery_seconds = setup + p.discovery_seconds
         rep.fetch_seconds = p.fetch_seconds if p.found_by else None
         rep.stage = Stage.FETCHED if p.fetched else Stage.FOUND if p.found_by else Stage.LEASED
+        if resync is not None:
+            rep.add_resync(resync)
         self._finished(r)
 
     def _finished(self, r: _Run) -> None:
         now = asyncio.get_running_loop().time()
         r.report.seconds = now - r.powered
         rep = r.report
-        self.emit({"event": "done", "mac": rep.mac, "stage": rep.stage.value, "t": now - self._t0})
+        self.emit({"event": "done", "mac": rep.mac, "stage": rep.stage.value, "resync": rep.resync,
+                   "t": now - self._t0})
         self._remaining -= 1
         if self._remaining == 0:
             self._done.set()

@@ -29,5 +29,8 @@ def test_demo_boots_50_phones_through_every_discovery_path(lab_support: None,
     assert "found their server by: SRV https 20, option 160 10, option 66 20" in out
     # The TFTP phones fetch their first profile from bootstrapd itself (files:), rendered for them.
     assert "bootstrapd file service: 20 over tftp" in out and ", 0 misses" in out
+    # Then every phone resyncs to the remote profile its first profile names, and says so in syslog.
+    assert "resync: 50 done, 0 failed, 0 silent" in out
+    assert "bootstrapd's syslog sink: 100 lines from 50 phones (resync_requested 50, resync_succeeded 50)" in out
     assert "demo passed; tearing the lab down" in out
     assert leftover_namespaces() == []

@@ -111,3 +111,21 @@ def test_profile_rule(rule: str, default: str | None, expected: str | None) -> N
 def test_profile_rule_credentials() -> None:
     url = parse_rule("--uid alice --pwd s3cret https://prov/$MA.cfg", P8841, IP)
     assert url is not None and (url.username, url.password, url.port) == ("alice", "s3cret", 443)
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ("--key s3cret https://prov/$MA.xml", ("https://prov/00562b043615.xml", "s3cret", False)),
+    ('--key "two words" http://prov/x.cfg', ("http://prov/x.cfg", "two words", False)),
+    ("--post --key k http://prov:8080/x.cfg", ("http://prov:8080/x.cfg", "k", True)),
+    ("--srv https://prov/x.cfg", ("https://prov/x.cfg", None, False)),  # accepted, not simulated
+    ("--key k --uid u --pwd p /x.cfg", ("tftp://198.18.0.10/x.cfg", "k", False)),
+])
+def test_rule_options(rule: str, expected: tuple[str, str | None, bool]) -> None:
+    url = parse_rule(rule, P8841, IP, "198.18.0.10")
+    assert url is not None
+    assert (str(url), url.key, url.post) == expected
+
+
+@pytest.mark.parametrize("rule", ["--key", "--key k", '--key "open http://prov/x', "--uid u http://a/x http://b/y"])
+def test_unusable_rules(rule: str) -> None:
+    assert parse_rule(rule, P8841, IP, "198.18.0.10") is None

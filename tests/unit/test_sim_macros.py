@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bootstrapd.sim.macros import expand
-from bootstrapd.sim.phone import Phone, make_phones
+from bootstrapd.sim.macros import expand, resync_values
+from bootstrapd.sim.phone import Phone, assign_quirks, make_phones
 
 PHONE = Phone("00:56:2b:04:36:15", "CP-8841-3PCC", serial="FCH1234ABCD")
 
@@ -55,3 +55,26 @@ def test_phones_have_distinct_macs_models_and_ouis_in_turn() -> None:
 def test_phone_rejects_bad_identity(mac: str, model: str) -> None:
     with pytest.raises(ValueError):
         Phone(mac, model)
+
+
+def test_misbehaving_phones_are_chosen_by_seed_and_distinct() -> None:
+    phones = make_phones(20, seed=3)
+    quirky = assign_quirks(phones, 3, silent=2, fail_resync=3, wrong_key=1)
+    assert assign_quirks(phones, 3, silent=2, fail_resync=3, wrong_key=1) == quirky  # deterministic
+    assert [p.mac for p in quirky] == [p.mac for p in phones]
+    flags = [(p.silent, p.fail_resync, p.wrong_key) for p in quirky]
+    assert (sum(f[0] for f in flags), sum(f[1] for f in flags), sum(f[2] for f in flags)) == (2, 3, 1)
+    assert all(sum(f) <= 1 for f in flags)
+    assert assign_quirks(phones, 4, silent=2, fail_resync=3, wrong_key=1) != quirky
+    with pytest.raises(ValueError, match="21 misbehaving phones"):
+        assign_quirks(phones, 3, silent=21)
+
+
+def test_both_syslog_header_forms_on_every_floor() -> None:
+    assert {p.syslog_header for p in make_phones(2)} == {"rfc3164", "bare"}
+
+
+def test_resync_macros() -> None:
+    values = {**PHONE.macros("198.18.0.7"), **resync_values("tftp", "198.18.0.10", 69, "/basic.txt", "x")}
+    assert expand("$PN $MAC -- Requesting resync $SCHEME://$SERVIP:$PORT$PATH ($ERR)", values) == (
+        "CP-8841-3PCC 00:56:2b:04:36:15 -- Requesting resync tftp://198.18.0.10:69/basic.txt (x)")
