@@ -27,10 +27,14 @@ def test_demo_boots_50_phones_through_every_discovery_path(lab_support: None,
     # OUI 00:56:2b + 8800 series: option 160; OUI 00:56:2b otherwise: option 66 (TFTP); other OUIs match no
     # class, get no provisioning option (site policy) and use the SRV records.
     assert "found their server by: SRV https 20, option 160 10, option 66 20" in out
-    # The TFTP phones fetch their first profile from bootstrapd itself (files:), rendered for them.
-    assert "bootstrapd file service: 20 over tftp" in out and ", 0 misses" in out
-    # Then every phone resyncs to the remote profile its first profile names, and says so in syslog.
+    # bootstrapd serves every first profile (20 TFTP, 10 HTTP, 20 HTTPS), rendered for each phone, then each
+    # of the 40 inventory phones its own encrypted profile (TFTP); the lab's remote server ends every chain.
+    assert "bootstrapd file service: 10 over http, 20 over https, 60 over tftp" in out
+    assert "remote server (lab): 100 over http, 0 misses" in out
     assert "resync: 50 done, 0 failed, 0 silent" in out
-    assert "bootstrapd's syslog sink: 100 lines from 50 phones (resync_requested 50, resync_succeeded 50)" in out
+    assert ("bootstrapd's syslog sink: 280 lines from 50 phones (resync_requested 90, resync_succeeded 90, "
+            "upgrade_requested 50, upgrade_succeeded 50)") in out
+    # The sign-off report: the funnel against the demo's inventory (one row never boots; one OUI is not listed).
+    assert "expected 41  seen 50  done 50  in progress 0  failed 0  missing 1  unexpected 10" in out
     assert "demo passed; tearing the lab down" in out
     assert leftover_namespaces() == []
