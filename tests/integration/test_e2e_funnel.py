@@ -27,6 +27,8 @@ from bootstrapd.sim.floor import Floor
 from bootstrapd.sim.report import format_report
 
 PHONES, SILENT, WRONG_KEY, FAIL_ONCE = 50, 3, 2, 2
+PAGE = "http://127.0.0.1:9267/"  # the example's metrics.listen, inside the server's namespace
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 STALL = {"offered": "2s", "leased": "20s", "profile_fetched": "2s", "resync_requested": "20s"}
 
 pytestmark = pytest.mark.lab
@@ -65,7 +67,13 @@ def settled(floor: Floor, want: dict[str, int], timeout: float = 30) -> dict[str
         time.sleep(0.5)
 
 
-def test_the_report_signs_off_every_phone_and_survives_a_crash(floor: Floor) -> None:
+def test_the_report_signs_off_every_phone_and_survives_a_crash(floor: Floor, tmp_path: Path) -> None:
+    # The technician's floor page, loaded in headless Chromium inside the server's namespace while the
+    # phones boot; it must come to show what `bootstrapd report` says.
+    page_json, shot = tmp_path / "page.json", ARTIFACTS / "floorpage-storm.png"
+    browser = floor.server.popen([sys.executable, "-m", "tests.integration.floor_browser_probe", PAGE,
+                                  str(page_json), str(shot), "--done", str(PHONES - SILENT - WRONG_KEY),
+                                  "--stalled", str(SILENT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     reports = floor.simulate(PHONES, "--spread", "2", "--ouis", "00:56:2b,00:56:2b,2c:31:24,00:56:2b,70:10:5c",
                              "--error-retry-delay", "1", "--silent", str(SILENT), "--wrong-key", str(WRONG_KEY),
                              "--fail-resync", str(FAIL_ONCE), timeout=40)
@@ -75,6 +83,15 @@ def test_the_report_signs_off_every_phone_and_survives_a_crash(floor: Floor) -> 
             "failed": WRONG_KEY, "stalled": SILENT, "missing": 1, "unexpected": unlisted}
     first = settled(floor, want)
     assert {k: first["summary"][k] for k in want} == want, json.dumps(first["summary"], indent=1)
+    out, _ = browser.communicate(timeout=90)
+    assert browser.returncode == 0, out.decode(errors="replace")[-3000:]
+    shown = json.loads(page_json.read_text())
+    assert shown["totals"] == {k: str(v) for k, v in first["summary"].items() if k in shown["totals"]}
+    assert shown["stages"] == {k: str(v) for k, v in first["summary"]["by_stage"].items()}
+    assert sorted((r["mac"], r["state"]) for r in shown["rows"]) == sorted(
+        (d["mac"], d["state"].replace(" ", "_")) for d in first["devices"])
+    assert [r["state"] for r in shown["rows"]][:WRONG_KEY + SILENT] == ["failed"] * WRONG_KEY + ["stalled"] * SILENT
+    assert shown["dialogs"] == [] and shot.read_bytes().startswith(b"\x89PNG")
     rows = {d["mac"]: d for d in first["devices"]}
     assert len(rows) == len(first["devices"]) == PHONES + 1  # one row per device, the missing one included
     assert rows[MISSING_MAC]["state"] == "missing"
