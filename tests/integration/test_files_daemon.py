@@ -51,7 +51,8 @@ def files_site(work: Path) -> dict[str, Any]:
         "http": {"port": 80},
         "https": {"port": 443, "cert": str(work / "tls/floor.crt"), "key": str(work / "tls/floor.key")},
         "inventory": str(work / "inventory.csv"),
-        "variables": {"remote_profile_rule": "https://prov.example.net/$MA.xml", "syslog_server": SERVER,
+        "variables": {"remote_profile_rule": "https://prov.example.net/$MA.xml",
+                      "device_profile_rule": f"tftp://{SERVER}/$MA.cfg", "syslog_server": SERVER,
                       "ntp_server": SERVER, "firmware_server": f"http://{SERVER}"},
         "profiles": [
             {"names": ["$PN.cfg", "$PSN.xml"], "template": str(work / "templates/bootstrap.xml.j2")},
@@ -131,7 +132,7 @@ def test_a_per_device_profile_decrypts_with_openssl_and_the_rows_key_only(env: F
     assert len(plain) == 1
     profile = ET.fromstring(plain.pop())
     assert profile.findtext("Station_Name") == "SEP00562B043615"
-    assert profile.findtext("Profile_Rule") == f"--key {KEY} https://prov.example.net/$MA.xml"
+    assert profile.findtext("Profile_Rule") == "https://prov.example.net/$MA.xml"  # on to the provider
 
 
 def decrypt(data: bytes, key: str) -> bytes:
@@ -156,7 +157,9 @@ def test_firmware_streams_whole_and_every_fetch_is_one_event_and_a_stage(env: Fi
     assert fetch(env.phone, ["curl", "-sSf", "-A", UA, "-o", str(out),
                              f"http://{SERVER}/firmware/sip78xx.loads"], out) == want
     assert fetch(env.phone, clients("firmware/sip78xx.loads", out)["curl tftp blksize"], out) == want
-    fetch(env.phone, ["curl", "-sSf", "-A", UA, "-o", str(out), f"http://{SERVER}/CP-7841-3PCC.cfg"], out)
+    first = fetch(env.phone, ["curl", "-sSf", "-A", UA, "-o", str(out), f"http://{SERVER}/CP-7841-3PCC.cfg"], out)
+    # identified by its User-Agent, an inventory phone is sent on to its own encrypted profile with its key
+    assert ET.fromstring(first).findtext("Profile_Rule") == f"--key {KEY} tftp://{SERVER}/$MA.cfg"
     events = env.daemon.wait_for("files.fetch", count=3)
     ua_fetch = [e for e in events if e.get("requested", "").endswith("CP-7841-3PCC.cfg") and e.get("mac") == MAC]
     assert ua_fetch and ua_fetch[-1]["identified_by"] == "user_agent"

@@ -88,8 +88,9 @@ def writer(tmp_path: Path) -> Iterator[Writer]:
         proc.stdout.close()
 
 
-def read_until(proc: subprocess.Popen[str], word: str, at_least: int = 0, timeout: float = 30) -> int:
-    """Read the child's reports until `word n` with n >= at_least; returns the last flushed count seen."""
+def read_until(proc: subprocess.Popen[str], word: str, at_least: int = 0, timeout: float = 90) -> int:
+    """Read the child's reports until `word n` with n >= at_least; returns the last flushed count seen.
+    The timeout is generous: ten fsyncs on a disk shared with other heavy writers took over 30 s here."""
     assert proc.stdout is not None
     flushed = 0
     deadline = time.monotonic() + timeout
