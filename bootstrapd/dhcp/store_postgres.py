@@ -1,0 +1,402 @@
+"""The shared lease store: PostgreSQL through psycopg 3 (`pip install bootstrapd[postgresql]`).
+
+Several nodes may write one database; the address is the primary key and every row carries a `version`
+drawn from one sequence, so a version is never reused (no ABA after a delete). Each node keeps a LeaseIndex
+mirror: reads on the packet path stay local dict lookups, as with SQLite.
+
+- Writes are conditional (optimistic concurrency): flush() writes each address touched by the burst only if
+  the row is still the version this node last saw (or still absent). A write that loses is reported in the
+  set flush() returns; its address then shows the winner's row, and the shell drops the burst's reply for
+  it (`lost_race`): the client retransmits and meets the fresh mirror.
+- Offers are rows too (state offered, expiring with the hold): a node that loses an OFFER race stays silent
+  instead of NAKing the other node's client later.
+- One round trip per burst: flush() sends, in one pipeline and one implicit transaction, a pull of other
+  writers' changes since the last pull and ONE statement that writes the whole burst (arrays, unnest). The
+  pull is safe against out-of-order commits: it reads rows whose writing transaction id (`txid`) is at or
+  above the previous snapshot's xmin, below which every transaction had ended. refresh() pulls when idle.
+- PostgreSQL unreachable: flush() raises StoreError (the shell drops the burst: no reply without a durable
+  lease) and the burst's writes are undone in the mirror. The store reconnects by itself, at most once per
+  back-off step, and reloads the whole mirror then (another node's deletes are only seen that way).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
+from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
+from bootstrapd.errors import StoreError
+
+SCHEMA_VERSION = 1
+_LOCK_KEY = 0x626F6F7473747264  # pg_advisory_xact_lock: two nodes starting together create the schema once
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 15.0  # seconds between reconnect attempts, doubling
+# libpq defaults unless the DSN says otherwise: a dead database must not stall the packet loop for long.
+_CONNECT_DEFAULTS = {"connect_timeout": "3", "tcp_user_timeout": "3000", "keepalives_idle": "10"}
+_SESSION = "SET statement_timeout = '5s'; SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '10s'"
+
+_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS bootstrapd_lease_version;
+CREATE TABLE IF NOT EXISTS bootstrapd_leases (
+    address      bigint PRIMARY KEY,   -- IPv4 address as an unsigned integer
+    client_id    bytea NOT NULL,       -- client identity; empty for address-only records
+    chaddr       bytea NOT NULL,
+    state        text NOT NULL CHECK (state IN ('offered', 'bound', 'released', 'expired', 'declined')),
+    subnet       text NOT NULL,
+    expires      double precision NOT NULL,  -- epoch seconds
+    free_at      double precision NOT NULL,  -- when the address is free again (Lease.free_at)
+    first_seen   double precision NOT NULL,
+    updated      double precision NOT NULL,
+    hostname     text,
+    vendor_class text,
+    device_class text,
+    node         text NOT NULL,        -- the node that wrote this version
+    writer       bigint NOT NULL,      -- that node's store instance (its own writes are not pulled back)
+    version      bigint NOT NULL,      -- from bootstrapd_lease_version: the race guard
+    txid         xid8 NOT NULL         -- writing transaction: the change feed's position
+);
+CREATE INDEX IF NOT EXISTS bootstrapd_leases_txid ON bootstrapd_leases (txid);
+CREATE TABLE IF NOT EXISTS bootstrapd_schema (version integer NOT NULL);
+"""
+_COLS = "address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class, device_class"
+_LCOLS = ", ".join(f"l.{c.strip()}" for c in _COLS.split(","))
+_SNAPSHOT = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h"
+_LOAD = f"SELECT h.horizon, {_LCOLS}, l.version FROM {_SNAPSHOT} LEFT JOIN bootstrapd_leases l ON true"
+_PULL = (
+    f"SELECT h.horizon, {_LCOLS}, l.version FROM {_SNAPSHOT} LEFT JOIN bootstrapd_leases l"
+    " ON l.txid >= %s::text::xid8 AND l.writer <> %s"
+)
+_SELECT = f"SELECT {_COLS}, version FROM bootstrapd_leases WHERE address = ANY(%s::bigint[])"
+_BATCH = """
+WITH v AS (
+  SELECT * FROM unnest(%(address)s::bigint[], %(client_id)s::bytea[], %(chaddr)s::bytea[], %(state)s::text[],
+                       %(subnet)s::text[], %(expires)s::float8[], %(first_seen)s::float8[], %(updated)s::float8[],
+                       %(hostname)s::text[], %(vendor_class)s::text[], %(device_class)s::text[],
+                       %(free_at)s::float8[], %(expected)s::bigint[])
+    AS v(address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class,
+         device_class, free_at, expected)
+)"""
+_SET = (
+    "client_id = v.client_id, chaddr = v.chaddr, state = v.state, subnet = v.subnet, expires = v.expires,"
+    " first_seen = v.first_seen, updated = v.updated, hostname = v.hostname, vendor_class = v.vendor_class,"
+    " device_class = v.device_class, free_at = v.free_at, node = %(node)s, writer = %(writer)s,"
+    " version = nextval('bootstrapd_lease_version'), txid = pg_current_xact_id()"
+)
+_NEW = (
+    f"SELECT {_COLS}, free_at, %(node)s, %(writer)s, nextval('bootstrapd_lease_version'), pg_current_xact_id()"
+    " FROM v"
+)
+_INSERT = f"INSERT INTO bootstrapd_leases ({_COLS}, free_at, node, writer, version, txid)"
+_DELETE = "del AS (DELETE FROM bootstrapd_leases WHERE address = ANY(%(gone)s::bigint[]) RETURNING address, 0::bigint)"
+# Guarded: insert where this node saw no row, update where the row is still the version it saw.
+_WRITE = f"""{_BATCH},
+ins AS ({_INSERT} {_NEW} WHERE v.expected = 0 ON CONFLICT (address) DO NOTHING RETURNING address, version),
+upd AS (UPDATE bootstrapd_leases AS l SET {_SET} FROM v
+        WHERE l.address = v.address AND v.expected <> 0 AND l.version = v.expected RETURNING l.address, l.version),
+{_DELETE}
+SELECT * FROM ins UNION ALL SELECT * FROM upd UNION ALL SELECT * FROM del"""
+# The negative control of the race tests (race_guard=False): last writer wins, as a naive upsert would.
+_WRITE_UNGUARDED = f"""{_BATCH},
+ins AS ({_INSERT} {_NEW} ON CONFLICT (address) DO UPDATE SET {_SET.replace("v.", "EXCLUDED.")}
+        RETURNING address, version),
+{_DELETE}
+SELECT * FROM ins UNION ALL SELECT * FROM del"""
+_STATES = {state.value: state for state in LeaseState}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to reach the database and who this node is."""
+
+    dsn: str
+    node: str
+    race_guard: bool = True  # False only in tests: the negative control must be able to lose leases
+
+
+class PostgresLeaseStore(IndexedReads):
+    """LeaseStore on a (possibly shared) PostgreSQL database. Build it with open_postgres_store()."""
+
+    durable = True
+    shared = True  # other writers exist: offers are written, flush() may report lost races
+
+    def __init__(self, settings: Settings, *, readonly: bool = False, writer: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.settings = settings
+        self._readonly = readonly
+        self._writer = writer if writer is not None else secrets.randbits(62)
+        self._clock = clock
+        self._write_sql = _WRITE if settings.race_guard else _WRITE_UNGUARDED
+        self._conn: psycopg.Connection[Any] | None = None
+        self._index = LeaseIndex()
+        self._versions: dict[int, int] = {}  # address -> the row version this node last saw
+        self._undo: dict[int, Lease | None] = {}  # address -> its record before this burst
+        self._horizon = 0
+        self._backoff = _BACKOFF_FIRST
+        self._retry_at = 0.0
+        self._closed = False
+        self.round_trips = 0  # exchanges with the server: measured by tests and the benchmark
+        self._connect()
+
+    # -- writes: the mirror now, the database at flush() -----------------------------------------------
+    def put(self, lease: Lease, *, force: bool = False) -> None:
+        if self._readonly:
+            raise StoreError("the lease store is open read-only")
+        for record in self._index.plan_put(lease, force):
+            self._touch(int(record.address))
+            self._index.apply(record)
+
+    def delete(self, address: IPv4Address) -> None:
+        if self._readonly:
+            raise StoreError("the lease store is open read-only")
+        self._touch(int(address))
+        self._index.remove(address)
+
+    def _touch(self, key: int) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._index.get_by_address(IPv4Address(key))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._undo)
+
+    def flush(self) -> frozenset[IPv4Address]:
+        """Write the burst in one round trip. Returns the addresses whose write lost to another writer
+        (their records now show the winner); raises StoreError when nothing of the burst was written."""
+        if not self._undo:
+            return NO_LOST
+        conn = self._conn
+        if conn is None or conn.broken or conn.closed:
+            self._undo_burst()
+            self._connection()  # raises while unreachable; else reconnects and reloads the mirror
+            raise StoreError("reconnected to the lease database: the burst, decided on an old mirror, is discarded")
+        params, keys = self._burst_params()
+        try:
+            with conn.pipeline():
+                pulled = conn.execute(_PULL, (str(self._horizon), self._writer))
+                written = conn.execute(self._write_sql, params)
+            self.round_trips += 1
+            won = {int(a): int(v) for a, v in written.fetchall()}
+            rows = pulled.fetchall()
+        except psycopg.Error as e:
+            self._failed(e)
+            raise StoreError(f"lease store write failed, the burst's leases discarded: {e}") from e
+        self._undo = {}
+        lost = [k for k in keys if k not in won]
+        for key, version in won.items():
+            self._seen(key, version)
+        self._apply_pulled(rows)
+        if lost:
+            self._reread(conn, lost)
+        return frozenset(IPv4Address(k) for k in lost)
+
+    def refresh(self) -> None:
+        """Pull other writers' changes into the mirror (the shell calls this when idle); reconnects
+        after an outage (at most once per back-off step). Raises StoreError while unreachable."""
+        if self._undo:
+            return  # mid-burst: flush() pulls
+        conn = self._connection()
+        try:
+            rows = conn.execute(_PULL, (str(self._horizon), self._writer)).fetchall()
+            self.round_trips += 1
+        except psycopg.Error as e:
+            self._failed(e)
+            raise StoreError(f"lease store refresh failed: {e}") from e
+        self._apply_pulled(rows)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._undo and not self._readonly:
+                self.flush()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    # -- the burst ------------------------------------------------------------------------------------
+    def _burst_params(self) -> tuple[dict[str, Any], list[int]]:
+        cols: dict[str, list[Any]] = {name: [] for name in (*_COLS.replace(" ", "").split(","), "free_at", "expected")}
+        gone: list[int] = []
+        keys: list[int] = []
+        for key in self._undo:
+            lease = self._index.get_by_address(IPv4Address(key))
+            if lease is None:
+                gone.append(key)  # administrative delete: unconditional, never lost
+                continue
+            keys.append(key)
+            for name, value in zip(cols, (*_row(lease), self._versions.get(key, 0)), strict=True):
+                cols[name].append(value)
+        return {**cols, "gone": gone, "node": self.settings.node, "writer": self._writer}, keys
+
+    def _undo_burst(self) -> None:
+        """Show the durable state again: the burst's records as they were before it."""
+        for key, before in self._undo.items():
+            if before is None:
+                self._index.remove(IPv4Address(key))
+            else:
+                self._index.apply(before)
+        self._undo = {}
+
+    def _failed(self, e: psycopg.Error) -> None:
+        self._undo_burst()
+        conn = self._conn
+        if conn is not None and (conn.broken or conn.closed):
+            # The burst's outcome is unknown: the reconnect reloads everything.
+            conn.close()
+            self._conn = None
+
+    # -- mirror refresh ---------------------------------------------------------------------------------
+    def _seen(self, key: int, version: int) -> None:
+        if version:
+            self._versions[key] = version
+        else:
+            self._versions.pop(key, None)
+
+    def _apply_pulled(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        interned: dict[Any, Any] = {}
+        for row in rows:
+            self._horizon = max(self._horizon, int(row[0]))
+            if row[1] is None:
+                continue  # the snapshot row of an empty pull
+            key, version = int(row[1]), int(row[-1])
+            if version > self._versions.get(key, 0):
+                self._index.apply(_lease(row[1:-1], interned))
+                self._versions[key] = version
+
+    def _reread(self, conn: psycopg.Connection[Any], keys: list[int]) -> None:
+        """After lost races: the winners' rows (a second round trip, only when a race was lost)."""
+        try:
+            rows = conn.execute(_SELECT, (keys,)).fetchall()
+            self.round_trips += 1
+        except psycopg.Error:
+            self._failed_quietly()
+            return
+        found = {int(row[0]): row for row in rows}
+        interned: dict[Any, Any] = {}
+        for key in keys:
+            row = found.get(key)
+            if row is None:
+                self._index.remove(IPv4Address(key))
+                self._versions.pop(key, None)
+            else:
+                self._index.apply(_lease(row[:-1], interned))
+                self._versions[key] = int(row[-1])
+
+    def _failed_quietly(self) -> None:
+        # The burst itself is committed; only the re-read failed: reload at the next connection.
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- connection ---------------------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.broken and not conn.closed:
+            return conn
+        if self._clock() < self._retry_at:
+            raise StoreError("lease database unreachable; next connection attempt in "
+                             f"{self._retry_at - self._clock():.1f}s")
+        return self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """Connect, create the schema if needed, load the whole mirror. StoreError when unreachable."""
+        try:
+            conn = psycopg.connect(_with_defaults(self.settings), autocommit=True)
+        except psycopg.Error as e:
+            self._retry_at = self._clock() + self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+            raise StoreError(f"cannot connect to the lease database: {_first_line(e)}") from e
+        try:
+            conn.execute(_SESSION)
+            if not self._readonly:
+                _prepare(conn)
+            else:
+                _check_version(conn)
+            self._load(conn)
+        except BaseException as e:
+            conn.close()
+            if isinstance(e, psycopg.Error):
+                raise StoreError(f"cannot open the lease database: {_first_line(e)}") from e
+            raise
+        self._conn, self._backoff, self._retry_at = conn, _BACKOFF_FIRST, 0.0
+        return conn
+
+    def _load(self, conn: psycopg.Connection[Any]) -> None:
+        rows = conn.execute(_LOAD).fetchall()
+        self.round_trips += 1
+        self._index, self._versions, self._undo = LeaseIndex(), {}, {}
+        self._horizon = 0
+        self._apply_pulled(rows)
+
+
+def _with_defaults(settings: Settings) -> str:
+    try:
+        params = conninfo.conninfo_to_dict(settings.dsn)
+    except psycopg.Error as e:
+        raise StoreError(f"invalid lease database connection string: {_first_line(e)}") from e
+    for key, value in _CONNECT_DEFAULTS.items():
+        params.setdefault(key, value)
+    params.setdefault("application_name", f"bootstrapd {settings.node}"[:63])
+    return conninfo.make_conninfo("", **params)
+
+
+def _prepare(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(_SCHEMA)
+        if conn.execute("SELECT count(*) FROM bootstrapd_schema").fetchone() == (0,):
+            conn.execute("INSERT INTO bootstrapd_schema VALUES (%s)", (SCHEMA_VERSION,))
+    _check_version(conn)
+
+
+def _check_version(conn: psycopg.Connection[Any]) -> None:
+    try:
+        row = conn.execute("SELECT max(version) FROM bootstrapd_schema").fetchone()
+    except psycopg.errors.UndefinedTable as e:
+        raise StoreError("the database holds no bootstrapd lease store") from e
+    version = row[0] if row else None
+    if version is None or version > SCHEMA_VERSION:
+        raise StoreError(f"lease store schema {version} is not one this bootstrapd ({SCHEMA_VERSION}) can use")
+
+
+def _row(lease: Lease) -> tuple[object, ...]:
+    return (
+        int(lease.address), lease.client_id, lease.chaddr, lease.state.value, lease.subnet, lease.expires,
+        lease.first_seen, lease.updated, lease.hostname, lease.vendor_class, lease.device_class, lease.free_at,
+    )  # fmt: skip
+
+
+def _lease(row: Iterable[Any], interned: dict[Any, Any]) -> Lease:
+    address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor, klass = row
+    return Lease(
+        address=IPv4Address(int(address)),
+        client_id=bytes(client_id),
+        chaddr=bytes(chaddr),
+        state=_STATES[state],
+        subnet=interned.setdefault(subnet, subnet),
+        expires=expires,
+        first_seen=first_seen,
+        updated=updated,
+        hostname=hostname,
+        vendor_class=interned.setdefault(vendor, vendor),
+        device_class=interned.setdefault(klass, klass),
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def open_postgres_store(dsn: str, node: str, *, readonly: bool = False, race_guard: bool = True,
+                        clock: Callable[[], float] = time.monotonic) -> PostgresLeaseStore:  # fmt: skip
+    """Connect to the shared store (creating its tables if needed) and load the mirror.
+    Raises StoreError when the database cannot be reached or holds a store this version cannot use."""
+    return PostgresLeaseStore(Settings(dsn, node, race_guard), readonly=readonly, clock=clock)
