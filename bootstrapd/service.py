@@ -111,7 +111,7 @@ class Service:
         return 0
 
     async def _start(self) -> None:
-        from bootstrapd.dhcp.store_sqlite import open_store
+        from bootstrapd.dhcp.stores import open_lease_store
         from bootstrapd.observability.devices import QUERY_TYPES, DeviceTracker
         from bootstrapd.transport.dhcp import DhcpServer
         from bootstrapd.transport.dns import DnsServer
@@ -130,7 +130,7 @@ class Service:
         await self.dns.start()
         await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
-        store = open_store(site.state_dir)
+        store = open_lease_store(site)
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
                                on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
