@@ -5,12 +5,17 @@ Each test runs against a schema of its own on the session's throwaway cluster (t
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
+
+if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") != "1":  # CI: a missing driver fails, never skips
+    pytest.importorskip("psycopg")
+
+import psycopg
 import structlog
 from fake_client import FakeClient, Wire, make_site
 from test_lease_store_contract import NOW, cid, ip, lease
