@@ -26,8 +26,8 @@ def initdb_path() -> str | None:
 class Cluster:
     """A running cluster; stop() and start() let a test take the database away and bring it back."""
 
-    def __init__(self, bindir: str, base: str, user: str | None) -> None:
-        self.bindir, self.base, self.user = bindir, base, user
+    def __init__(self, bindir: str, base: str, user: str | None, fsync: bool = False) -> None:
+        self.bindir, self.base, self.user, self.fsync = bindir, base, user, fsync
         self.data = os.path.join(base, "data")
         self.dsn = f"host={base} port=5432 user=bootstrapd dbname=postgres"
 
@@ -41,7 +41,8 @@ class Cluster:
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", "bootstrapd", "--no-sync", "-E", "UTF8")
 
     def start(self) -> None:
-        opts = f"-k {self.base} -p 5432 -c listen_addresses='' -c fsync=off -c max_connections=20"
+        fsync = "on" if self.fsync else "off"  # tests need no crash safety; the benchmark does
+        opts = f"-k {self.base} -p 5432 -c listen_addresses='' -c fsync={fsync} -c max_connections=20"
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.base, "log"), "-w", "-o", opts, "start")
 
     def stop(self) -> None:
@@ -49,7 +50,7 @@ class Cluster:
 
 
 @contextmanager
-def cluster() -> Iterator[Cluster]:
+def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
     initdb = initdb_path()
     if initdb is None:
         raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb (Debian package postgresql)")
@@ -57,7 +58,7 @@ def cluster() -> Iterator[Cluster]:
     base = tempfile.mkdtemp(prefix="bootstrapd-pg-")
     if user is not None:
         os.chown(base, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-    c = Cluster(os.path.dirname(initdb), base, user)
+    c = Cluster(os.path.dirname(initdb), base, user, fsync)
     started = False
     try:
         c.init()

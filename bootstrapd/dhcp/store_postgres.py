@@ -21,6 +21,7 @@ mirror: reads on the packet path stay local dict lookups, as with SQLite.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -54,8 +55,8 @@ CREATE TABLE IF NOT EXISTS bootstrapd_leases (
     free_at      double precision NOT NULL,  -- when the address is free again (Lease.free_at)
     first_seen   double precision NOT NULL,
     updated      double precision NOT NULL,
-    hostname     text,
-    vendor_class text,
+    hostname     bytea,                -- UTF-8 of the text: a client's NUL would not fit a text column
+    vendor_class bytea,
     device_class text,
     node         text NOT NULL,        -- the node that wrote this version
     writer       bigint NOT NULL,      -- that node's store instance (its own writes are not pulled back)
@@ -74,14 +75,14 @@ _PULL = (
     " ON l.txid >= %s::text::xid8 AND l.writer <> %s"
 )
 _SELECT = f"SELECT {_COLS}, version FROM bootstrapd_leases WHERE address = ANY(%s::bigint[])"
+# The burst travels as ONE json parameter (json.dumps runs in C; adapting a dozen arrays is pure Python).
 _BATCH = """
 WITH v AS (
-  SELECT * FROM unnest(%(address)s::bigint[], %(client_id)s::bytea[], %(chaddr)s::bytea[], %(state)s::text[],
-                       %(subnet)s::text[], %(expires)s::float8[], %(first_seen)s::float8[], %(updated)s::float8[],
-                       %(hostname)s::text[], %(vendor_class)s::text[], %(device_class)s::text[],
-                       %(free_at)s::float8[], %(expected)s::bigint[])
-    AS v(address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class,
-         device_class, free_at, expected)
+  SELECT (e->>0)::bigint AS address, decode(e->>1, 'hex') AS client_id, decode(e->>2, 'hex') AS chaddr,
+         e->>3 AS state, e->>4 AS subnet, (e->>5)::float8 AS expires, (e->>6)::float8 AS first_seen,
+         (e->>7)::float8 AS updated, decode(e->>8, 'hex') AS hostname, decode(e->>9, 'hex') AS vendor_class,
+         e->>10 AS device_class, (e->>11)::float8 AS free_at, (e->>12)::bigint AS expected
+  FROM json_array_elements(%(rows)s::json) AS e
 )"""
 _SET = (
     "client_id = v.client_id, chaddr = v.chaddr, state = v.state, subnet = v.subnet, expires = v.expires,"
@@ -223,7 +224,7 @@ class PostgresLeaseStore(IndexedReads):
 
     # -- the burst ------------------------------------------------------------------------------------
     def _burst_params(self) -> tuple[dict[str, Any], list[int]]:
-        cols: dict[str, list[Any]] = {name: [] for name in (*_COLS.replace(" ", "").split(","), "free_at", "expected")}
+        rows: list[list[Any]] = []
         gone: list[int] = []
         keys: list[int] = []
         for key in self._undo:
@@ -232,9 +233,8 @@ class PostgresLeaseStore(IndexedReads):
                 gone.append(key)  # administrative delete: unconditional, never lost
                 continue
             keys.append(key)
-            for name, value in zip(cols, (*_row(lease), self._versions.get(key, 0)), strict=True):
-                cols[name].append(value)
-        return {**cols, "gone": gone, "node": self.settings.node, "writer": self._writer}, keys
+            rows.append([*_row(lease), self._versions.get(key, 0)])
+        return {"rows": json.dumps(rows), "gone": gone, "node": self.settings.node, "writer": self._writer}, keys
 
     def _undo_burst(self) -> None:
         """Show the durable state again: the burst's records as they were before it."""
@@ -367,15 +367,26 @@ def _check_version(conn: psycopg.Connection[Any]) -> None:
         raise StoreError(f"lease store schema {version} is not one this bootstrapd ({SCHEMA_VERSION}) can use")
 
 
-def _row(lease: Lease) -> tuple[object, ...]:
-    return (
-        int(lease.address), lease.client_id, lease.chaddr, lease.state.value, lease.subnet, lease.expires,
-        lease.first_seen, lease.updated, lease.hostname, lease.vendor_class, lease.device_class, lease.free_at,
-    )  # fmt: skip
+def _row(lease: Lease) -> list[object]:
+    """The JSON form of a record for _BATCH: bytes as hex, option text as its UTF-8 bytes in hex."""
+    return [
+        int(lease.address), lease.client_id.hex(), lease.chaddr.hex(), lease.state.value, lease.subnet,
+        lease.expires, lease.first_seen, lease.updated, _hex(lease.hostname), _hex(lease.vendor_class),
+        lease.device_class, lease.free_at,
+    ]  # fmt: skip
+
+
+def _hex(text: str | None) -> str | None:
+    return None if text is None else text.encode("utf-8", "surrogatepass").hex()
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).decode("utf-8", "surrogatepass")
 
 
 def _lease(row: Iterable[Any], interned: dict[Any, Any]) -> Lease:
     address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor, klass = row
+    vendor = _text(vendor)
     return Lease(
         address=IPv4Address(int(address)),
         client_id=bytes(client_id),
@@ -385,7 +396,7 @@ def _lease(row: Iterable[Any], interned: dict[Any, Any]) -> Lease:
         expires=expires,
         first_seen=first_seen,
         updated=updated,
-        hostname=hostname,
+        hostname=_text(hostname),
         vendor_class=interned.setdefault(vendor, vendor),
         device_class=interned.setdefault(klass, klass),
     )

@@ -192,6 +192,17 @@ class TestLeaseStoreContract:
                 assert store.expired_oldest_first(NET, probe, 1000) == expected
                 assert store.expired_oldest_first(NET, probe, 3) == expected[:3]
 
+    def test_any_text_a_client_sends_round_trips(self, backend: Backend, store: LeaseStore) -> None:
+        # Options 12 and 60 decode as latin-1: NUL and any octet are possible; a reservation's name is any text.
+        odd = replace(lease(10, 1), hostname="a\x00b\xff", vendor_class="\x00é", chaddr=b"\x00" * 16)
+        named = replace(lease(11, 2), hostname="téléphone-☎", vendor_class=None, device_class=None)
+        store.put(odd)
+        store.put(named)
+        store.flush()
+        if backend.durable_view is not None:
+            assert backend.durable_view() == [odd, named]
+        assert list(store.iter_all()) == [odd, named]
+
     def test_iteration_is_in_address_order_and_per_subnet(self, store: LeaseStore) -> None:
         for last in (30, 10, 20):
             store.put(lease(last, last))
