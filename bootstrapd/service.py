@@ -67,7 +67,9 @@ def lease_dns_name(lease: Lease) -> str:
 
 def restart_settings(site: Site) -> tuple[object, ...]:
     """What a reload cannot change: sockets and files opened at start."""
-    return site.listen, site.state_dir, site.syslog.port if site.syslog else None
+    store = site.store  # partners apply at reload (the rogue guard reads them each round)
+    return (site.listen, site.state_dir, site.syslog.port if site.syslog else None,
+            (store.backend, store.dsn, store.dsn_file, store.node))
 
 
 class Service:
@@ -217,7 +219,7 @@ class Service:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
                 self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir and the syslog port apply at restart")
+                                 detail="listen, state_dir, the syslog port and the lease store apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return
