@@ -22,7 +22,7 @@ from test_lease_store_contract import NOW, cid, ip, lease
 
 from bootstrapd.config import check_site
 from bootstrapd.dhcp.codec import MessageType, build
-from bootstrapd.dhcp.engine import Reply, Silent
+from bootstrapd.dhcp.engine import Drop, Reply, Silent
 from bootstrapd.dhcp.leases import LeaseState
 from bootstrapd.dhcp.store_postgres import PostgresLeaseStore, open_postgres_store
 from bootstrapd.dhcp.stores import open_lease_store
@@ -77,6 +77,28 @@ def test_a_renewal_succeeds_only_on_the_version_this_node_read(pg_dsn: str) -> N
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("partners", [True, False])
+def test_the_node_not_chosen_leaves_a_partners_offer_alone(tmp_path: Path, pg_dsn: str, partners: bool) -> None:
+    # RFC 2131 4.3.2: a REQUEST naming another server makes a server free its own offer. In one shared store
+    # the record of the chosen address IS the partner's offer: freeing it would make the partner's ACK lose.
+    a_store, b_store = open_postgres_store(pg_dsn, "a"), open_postgres_store(pg_dsn, "b")
+    try:
+        a = Wire(make_site(tmp_path, {"store": {"partners": ["198.18.0.2"]}}, name="a.yaml"), a_store)
+        b_site = {"listen": {"address": "198.18.0.2"}, "store": {"partners": ["198.18.0.1"] if partners else []}}
+        b = Wire(make_site(tmp_path, b_site, name="b.yaml"), b_store, local_address=ip(2))
+        offer = FakeClient(a).discover()
+        assert isinstance(offer, Reply) and a_store.flush() == frozenset()
+        b_store.refresh()
+        assert isinstance(FakeClient(b).select(offer), Drop)  # other_server
+        assert b_store.flush() == frozenset()
+        ack = FakeClient(a).select(offer)
+        assert isinstance(ack, Reply) and ack.msg_type is MessageType.ACK
+        assert a_store.flush() == (frozenset() if partners else {offer.address})
+    finally:
+        a_store.close()
+        b_store.close()
 
 
 def test_a_burst_is_one_round_trip_and_one_transaction(pg_dsn: str) -> None:

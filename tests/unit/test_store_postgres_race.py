@@ -39,6 +39,7 @@ STEPS = 150
 def race_site(tmp_path: Path, node: int):  # type: ignore[no-untyped-def]
     return make_site(tmp_path, {
         "listen": {"address": str(NODES[node])},
+        "store": {"partners": [str(NODES[1 - node])]},
         "dhcp": {"lease_time": LEASE, "offer_hold": 10, "subnets": [
             {"prefix": "198.18.0.0/24", "pools": [f"198.18.0.100-198.18.0.{99 + POOL}"], "router": "198.18.0.1"},
         ]},
