@@ -96,11 +96,14 @@ _NEW = (
 )
 _INSERT = f"INSERT INTO bootstrapd_leases ({_COLS}, free_at, node, writer, version, txid)"
 _DELETE = "del AS (DELETE FROM bootstrapd_leases WHERE address = ANY(%(gone)s::bigint[]) RETURNING address, 0::bigint)"
-# Guarded: insert where this node saw no row, update where the row is still the version it saw.
+# Guarded: insert where this node saw no row, update where the row is still the version it saw. Rows come
+# in address order and the update finds them by index (= ANY sorts its keys), so two nodes lock shared
+# rows in one order (no deadlock between their bursts) and a burst never scans the whole table.
 _WRITE = f"""{_BATCH},
 ins AS ({_INSERT} {_NEW} WHERE v.expected = 0 ON CONFLICT (address) DO NOTHING RETURNING address, version),
 upd AS (UPDATE bootstrapd_leases AS l SET {_SET} FROM v
-        WHERE l.address = v.address AND v.expected <> 0 AND l.version = v.expected RETURNING l.address, l.version),
+        WHERE l.address = ANY(ARRAY(SELECT address FROM v)) AND l.address = v.address AND v.expected <> 0
+          AND l.version = v.expected RETURNING l.address, l.version),
 {_DELETE}
 SELECT * FROM ins UNION ALL SELECT * FROM upd UNION ALL SELECT * FROM del"""
 # The negative control of the race tests (race_guard=False): last writer wins, as a naive upsert would.
@@ -227,7 +230,7 @@ class PostgresLeaseStore(IndexedReads):
         rows: list[list[Any]] = []
         gone: list[int] = []
         keys: list[int] = []
-        for key in self._undo:
+        for key in sorted(self._undo):
             lease = self._index.get_by_address(IPv4Address(key))
             if lease is None:
                 gone.append(key)  # administrative delete: unconditional, never lost
