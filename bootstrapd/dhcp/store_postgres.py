@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
+from bootstrapd.dhcp import store_postgres_sql as sql
 from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
 from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
@@ -43,75 +44,6 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 15.0  # seconds between reconnect attempts, 
 _CONNECT_DEFAULTS = {"connect_timeout": "3", "tcp_user_timeout": "3000", "keepalives_idle": "10"}
 _SESSION = "SET statement_timeout = '5s'; SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '10s'"
 
-_SCHEMA = """
-CREATE SEQUENCE IF NOT EXISTS bootstrapd_lease_version;
-CREATE TABLE IF NOT EXISTS bootstrapd_leases (
-    address      bigint PRIMARY KEY,   -- IPv4 address as an unsigned integer
-    client_id    bytea NOT NULL,       -- client identity; empty for address-only records
-    chaddr       bytea NOT NULL,
-    state        text NOT NULL CHECK (state IN ('offered', 'bound', 'released', 'expired', 'declined')),
-    subnet       text NOT NULL,
-    expires      double precision NOT NULL,  -- epoch seconds
-    free_at      double precision NOT NULL,  -- when the address is free again (Lease.free_at)
-    first_seen   double precision NOT NULL,
-    updated      double precision NOT NULL,
-    hostname     bytea,                -- UTF-8 of the text: a client's NUL would not fit a text column
-    vendor_class bytea,
-    device_class text,
-    node         text NOT NULL,        -- the node that wrote this version
-    writer       bigint NOT NULL,      -- that node's store instance (its own writes are not pulled back)
-    version      bigint NOT NULL,      -- from bootstrapd_lease_version: the race guard
-    txid         xid8 NOT NULL         -- writing transaction: the change feed's position
-);
-CREATE INDEX IF NOT EXISTS bootstrapd_leases_txid ON bootstrapd_leases (txid);
-CREATE TABLE IF NOT EXISTS bootstrapd_schema (version integer NOT NULL);
-"""
-_COLS = "address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class, device_class"
-_LCOLS = ", ".join(f"l.{c.strip()}" for c in _COLS.split(","))
-_SNAPSHOT = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h"
-_LOAD = f"SELECT h.horizon, {_LCOLS}, l.version FROM {_SNAPSHOT} LEFT JOIN bootstrapd_leases l ON true"
-_PULL = (
-    f"SELECT h.horizon, {_LCOLS}, l.version FROM {_SNAPSHOT} LEFT JOIN bootstrapd_leases l"
-    " ON l.txid >= %s::text::xid8 AND l.writer <> %s"
-)
-_SELECT = f"SELECT {_COLS}, version FROM bootstrapd_leases WHERE address = ANY(%s::bigint[])"
-# The burst travels as ONE json parameter (json.dumps runs in C; adapting a dozen arrays is pure Python).
-_BATCH = """
-WITH v AS (
-  SELECT (e->>0)::bigint AS address, decode(e->>1, 'hex') AS client_id, decode(e->>2, 'hex') AS chaddr,
-         e->>3 AS state, e->>4 AS subnet, (e->>5)::float8 AS expires, (e->>6)::float8 AS first_seen,
-         (e->>7)::float8 AS updated, decode(e->>8, 'hex') AS hostname, decode(e->>9, 'hex') AS vendor_class,
-         e->>10 AS device_class, (e->>11)::float8 AS free_at, (e->>12)::bigint AS expected
-  FROM json_array_elements(%(rows)s::json) AS e
-)"""
-_SET = (
-    "client_id = v.client_id, chaddr = v.chaddr, state = v.state, subnet = v.subnet, expires = v.expires,"
-    " first_seen = v.first_seen, updated = v.updated, hostname = v.hostname, vendor_class = v.vendor_class,"
-    " device_class = v.device_class, free_at = v.free_at, node = %(node)s, writer = %(writer)s,"
-    " version = nextval('bootstrapd_lease_version'), txid = pg_current_xact_id()"
-)
-_NEW = (
-    f"SELECT {_COLS}, free_at, %(node)s, %(writer)s, nextval('bootstrapd_lease_version'), pg_current_xact_id()"
-    " FROM v"
-)
-_INSERT = f"INSERT INTO bootstrapd_leases ({_COLS}, free_at, node, writer, version, txid)"
-_DELETE = "del AS (DELETE FROM bootstrapd_leases WHERE address = ANY(%(gone)s::bigint[]) RETURNING address, 0::bigint)"
-# Guarded: insert where this node saw no row, update where the row is still the version it saw. Rows come
-# in address order and the update finds them by index (= ANY sorts its keys), so two nodes lock shared
-# rows in one order (no deadlock between their bursts) and a burst never scans the whole table.
-_WRITE = f"""{_BATCH},
-ins AS ({_INSERT} {_NEW} WHERE v.expected = 0 ON CONFLICT (address) DO NOTHING RETURNING address, version),
-upd AS (UPDATE bootstrapd_leases AS l SET {_SET} FROM v
-        WHERE l.address = ANY(ARRAY(SELECT address FROM v)) AND l.address = v.address AND v.expected <> 0
-          AND l.version = v.expected RETURNING l.address, l.version),
-{_DELETE}
-SELECT * FROM ins UNION ALL SELECT * FROM upd UNION ALL SELECT * FROM del"""
-# The negative control of the race tests (race_guard=False): last writer wins, as a naive upsert would.
-_WRITE_UNGUARDED = f"""{_BATCH},
-ins AS ({_INSERT} {_NEW} ON CONFLICT (address) DO UPDATE SET {_SET.replace("v.", "EXCLUDED.")}
-        RETURNING address, version),
-{_DELETE}
-SELECT * FROM ins UNION ALL SELECT * FROM del"""
 _STATES = {state.value: state for state in LeaseState}
 
 
@@ -136,7 +68,7 @@ class PostgresLeaseStore(IndexedReads):
         self._readonly = readonly
         self._writer = writer if writer is not None else secrets.randbits(62)
         self._clock = clock
-        self._write_sql = _WRITE if settings.race_guard else _WRITE_UNGUARDED
+        self._write_sql = sql.WRITE if settings.race_guard else sql.WRITE_UNGUARDED
         self._conn: psycopg.Connection[Any] | None = None
         self._index = LeaseIndex()
         self._versions: dict[int, int] = {}  # address -> the row version this node last saw
@@ -183,7 +115,7 @@ class PostgresLeaseStore(IndexedReads):
         params, keys = self._burst_params()
         try:
             with conn.pipeline():
-                pulled = conn.execute(_PULL, (str(self._horizon), self._writer))
+                pulled = conn.execute(sql.PULL, (str(self._horizon), self._writer))
                 written = conn.execute(self._write_sql, params)
             self.round_trips += 1
             won = {int(a): int(v) for a, v in written.fetchall()}
@@ -207,7 +139,7 @@ class PostgresLeaseStore(IndexedReads):
             return  # mid-burst: flush() pulls
         conn = self._connection()
         try:
-            rows = conn.execute(_PULL, (str(self._horizon), self._writer)).fetchall()
+            rows = conn.execute(sql.PULL, (str(self._horizon), self._writer)).fetchall()
             self.round_trips += 1
         except psycopg.Error as e:
             self._failed(e)
@@ -277,7 +209,7 @@ class PostgresLeaseStore(IndexedReads):
     def _reread(self, conn: psycopg.Connection[Any], keys: list[int]) -> None:
         """After lost races: the winners' rows (a second round trip, only when a race was lost)."""
         try:
-            rows = conn.execute(_SELECT, (keys,)).fetchall()
+            rows = conn.execute(sql.SELECT, (keys,)).fetchall()
             self.round_trips += 1
         except psycopg.Error:
             self._failed_quietly()
@@ -333,7 +265,7 @@ class PostgresLeaseStore(IndexedReads):
         return conn
 
     def _load(self, conn: psycopg.Connection[Any]) -> None:
-        rows = conn.execute(_LOAD).fetchall()
+        rows = conn.execute(sql.LOAD).fetchall()
         self.round_trips += 1
         self._index, self._versions, self._undo = LeaseIndex(), {}, {}
         self._horizon = 0
@@ -354,7 +286,7 @@ def _with_defaults(settings: Settings) -> str:
 def _prepare(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        conn.execute(_SCHEMA)
+        conn.execute(sql.SCHEMA)
         if conn.execute("SELECT count(*) FROM bootstrapd_schema").fetchone() == (0,):
             conn.execute("INSERT INTO bootstrapd_schema VALUES (%s)", (SCHEMA_VERSION,))
     _check_version(conn)
@@ -371,7 +303,7 @@ def _check_version(conn: psycopg.Connection[Any]) -> None:
 
 
 def _row(lease: Lease) -> list[object]:
-    """The JSON form of a record for _BATCH: bytes as hex, option text as its UTF-8 bytes in hex."""
+    """The JSON form of a record for sql.BATCH: bytes as hex, option text as its UTF-8 bytes in hex."""
     return [
         int(lease.address), lease.client_id.hex(), lease.chaddr.hex(), lease.state.value, lease.subnet,
         lease.expires, lease.first_seen, lease.updated, _hex(lease.hostname), _hex(lease.vendor_class),
