@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class PostgresLeaseStore(IndexedReads):
         self._backoff = _BACKOFF_FIRST
         self._retry_at = 0.0
         self._closed = False
+        self._ready: psycopg.Connection[Any] | None = None  # made by a background attempt, not yet used
+        self._connector: threading.Thread | None = None
+        self._last_error = "connection lost"
         self.round_trips = 0  # exchanges with the server: measured by tests and the benchmark
         self._connect()
 
@@ -109,9 +113,8 @@ class PostgresLeaseStore(IndexedReads):
             return NO_LOST
         conn = self._conn
         if conn is None or conn.broken or conn.closed:
-            self._undo_burst()
-            self._connection()  # raises while unreachable; else reconnects and reloads the mirror
-            raise StoreError("reconnected to the lease database: the burst, decided on an old mirror, is discarded")
+            self._undo_burst()  # reconnecting is refresh()'s: the packet path never waits for a connect
+            raise StoreError(f"lease database unreachable ({self._last_error}); reconnecting")
         params, keys = self._burst_params()
         try:
             with conn.pipeline():
@@ -133,8 +136,9 @@ class PostgresLeaseStore(IndexedReads):
         return frozenset(IPv4Address(k) for k in lost)
 
     def refresh(self) -> None:
-        """Pull other writers' changes into the mirror (the shell calls this when idle); reconnects
-        after an outage (at most once per back-off step). Raises StoreError while unreachable."""
+        """Pull other writers' changes into the mirror (the shell calls this when idle, every second).
+        After an outage it starts a background connection attempt (at most one per back-off step) and
+        takes the connection up at a later call. Raises StoreError while there is none."""
         if self._undo:
             return  # mid-burst: flush() pulls
         conn = self._connection()
@@ -154,8 +158,12 @@ class PostgresLeaseStore(IndexedReads):
             if self._undo and not self._readonly:
                 self.flush()
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            self._drop_connection()
+            connector = self._connector
+            if connector is not None:
+                connector.join()  # bounded by connect_timeout
+            if self._ready is not None:
+                self._ready.close()
 
     # -- the burst ------------------------------------------------------------------------------------
     def _burst_params(self) -> tuple[dict[str, Any], list[int]]:
@@ -185,8 +193,8 @@ class PostgresLeaseStore(IndexedReads):
         conn = self._conn
         if conn is not None and (conn.broken or conn.closed):
             # The burst's outcome is unknown: the reconnect reloads everything.
-            conn.close()
-            self._conn = None
+            self._last_error = _first_line(e)
+            self._drop_connection()
 
     # -- mirror refresh ---------------------------------------------------------------------------------
     def _seen(self, key: int, version: int) -> None:
@@ -227,42 +235,78 @@ class PostgresLeaseStore(IndexedReads):
 
     def _failed_quietly(self) -> None:
         # The burst itself is committed; only the re-read failed: reload at the next connection.
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._drop_connection()
 
-    # -- connection ---------------------------------------------------------------------------------------
+    # -- connection: at open in the caller's thread; after an outage in a thread of its own -----------------
     def _connection(self) -> psycopg.Connection[Any]:
+        """The live connection; after an outage, the one a background attempt made (the mirror is then
+        reloaded here, in the caller's thread). StoreError while none is ready: the attempt never blocks the
+        caller (the shell's event loop), however long the database takes to answer or fail."""
         conn = self._conn
         if conn is not None and not conn.broken and not conn.closed:
             return conn
-        if self._clock() < self._retry_at:
-            raise StoreError("lease database unreachable; next connection attempt in "
-                             f"{self._retry_at - self._clock():.1f}s")
-        return self._connect()
+        self._drop_connection()
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            try:
+                self._load(ready)
+            except psycopg.Error as e:
+                ready.close()
+                raise StoreError(f"lease database reload failed: {_first_line(e)}") from e
+            self._conn = ready
+            return ready
+        if self._connector is None and self._clock() >= self._retry_at and not self._closed:
+            self._connector = threading.Thread(target=self._reconnect, name="bootstrapd-pg-connect", daemon=True)
+            self._connector.start()
+        raise StoreError(f"lease database unreachable ({self._last_error}); reconnecting")
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        """Connect, create the schema if needed, load the whole mirror. StoreError when unreachable."""
+    def _reconnect(self) -> None:
+        """Background: one connection attempt. Touches only _ready, the back-off and _connector."""
+        try:
+            conn = self._open()
+        except StoreError as e:
+            self._last_error = str(e)
+            self._retry_at = self._clock() + self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        else:
+            self._backoff, self._retry_at = _BACKOFF_FIRST, 0.0
+            self._ready = conn
+        finally:
+            self._connector = None
+
+    def _open(self) -> psycopg.Connection[Any]:
+        """Connect and check (at open: create) the schema. StoreError when that fails."""
         try:
             conn = psycopg.connect(_with_defaults(self.settings), autocommit=True)
         except psycopg.Error as e:
-            self._retry_at = self._clock() + self._backoff
-            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
             raise StoreError(f"cannot connect to the lease database: {_first_line(e)}") from e
         try:
             conn.execute(_SESSION)
-            if not self._readonly:
-                _prepare(conn)
-            else:
+            if self._readonly:
                 _check_version(conn)
-            self._load(conn)
+            else:
+                _prepare(conn)
         except BaseException as e:
             conn.close()
             if isinstance(e, psycopg.Error):
                 raise StoreError(f"cannot open the lease database: {_first_line(e)}") from e
             raise
-        self._conn, self._backoff, self._retry_at = conn, _BACKOFF_FIRST, 0.0
         return conn
+
+    def _connect(self) -> None:
+        """At open: connect and load the mirror, in the caller's thread."""
+        conn = self._open()
+        try:
+            self._load(conn)
+        except psycopg.Error as e:
+            conn.close()
+            raise StoreError(f"cannot read the lease database: {_first_line(e)}") from e
+        self._conn = conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _load(self, conn: psycopg.Connection[Any]) -> None:
         rows = conn.execute(sql.LOAD).fetchall()

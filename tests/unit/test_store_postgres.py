@@ -145,6 +145,18 @@ def test_the_pull_sees_commits_that_land_out_of_order(pg_dsn: str) -> None:
             reader.close()
 
 
+def refreshed(store: PostgresLeaseStore, timeout: float = 20) -> None:
+    """refresh() until the background reconnect has succeeded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            store.refresh()
+            return
+        except StoreError:
+            assert time.monotonic() < deadline, "no reconnect"
+            time.sleep(0.05)
+
+
 def test_unreachable_database_store_error_then_reconnect(pg_cluster, pg_dsn: str) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     store = open_postgres_store(pg_dsn, "a", clock=clock)
@@ -158,15 +170,24 @@ def test_unreachable_database_store_error_then_reconnect(pg_cluster, pg_dsn: str
                 store.flush()
             assert list(store.iter_all()) == [lease(10, 1)]  # the burst is undone: only what is durable
             store.put(lease(11, 2))
-            with pytest.raises(StoreError, match="cannot connect"):
-                store.flush()
-            with pytest.raises(StoreError, match="next connection attempt"):
-                store.refresh()  # backing off: no attempt, no wait
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="unreachable"):
+                store.flush()  # the packet path does not try to connect
+            with pytest.raises(StoreError, match="reconnecting"):
+                store.refresh()  # starts one attempt in the background, returns at once
+            assert time.monotonic() - started < 0.5
             assert list(store.iter_all()) == [lease(10, 1)]
+            deadline = time.monotonic() + 10
+            while store._connector is not None:  # the attempt fails: back-off from then on
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            with pytest.raises(StoreError, match="cannot connect"):
+                store.refresh()  # within the back-off: no new attempt, the last error is told
+            assert store._connector is None
         finally:
             pg_cluster.start()
-        clock.t += 60
-        store.refresh()  # reconnects and reloads the mirror
+        clock.t += 60  # the back-off is over
+        refreshed(store)  # reconnects and reloads the mirror
         store.put(lease(11, 2))
         assert store.flush() == frozenset()
         reader = open_postgres_store(pg_dsn, "reader", readonly=True)
@@ -209,7 +230,11 @@ def test_the_shell_stays_silent_on_a_lost_race_and_on_an_outage(
         finally:
             pg_cluster.start()
         b_store._retry_at = 0.0  # skip the back-off wait
-        b._refresh()  # the shell's idle refresh reconnects
+        deadline = time.monotonic() + 20
+        while b._store_down or b_store._conn is None:  # the shell's idle refresh (each second) reconnects
+            assert time.monotonic() < deadline
+            b._refresh()
+            time.sleep(0.05)
         b._process([(build(second.message(MessageType.DISCOVER)), "stg0", SOURCE, True, time.perf_counter())])
         again = sent.pop()
         assert isinstance(again, Reply) and again.address == ip(101)
