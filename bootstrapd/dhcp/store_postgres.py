@@ -15,8 +15,10 @@ mirror: reads on the packet path stay local dict lookups, as with SQLite.
   pull is safe against out-of-order commits: it reads rows whose writing transaction id (`txid`) is at or
   above the previous snapshot's xmin, below which every transaction had ended. refresh() pulls when idle.
 - PostgreSQL unreachable: flush() raises StoreError (the shell drops the burst: no reply without a durable
-  lease) and the burst's writes are undone in the mirror. The store reconnects by itself, at most once per
-  back-off step, and reloads the whole mirror then (another node's deletes are only seen that way).
+  lease) and the burst's writes are undone in the mirror. refresh() reconnects: one attempt per back-off
+  step, in a thread of its own (a database that takes seconds to fail must not stall the event loop); the
+  next refresh() takes the connection up and reloads the whole mirror (another node's deletes are only
+  seen that way). The packet path never connects.
 """
 
 from __future__ import annotations
