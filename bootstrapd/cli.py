@@ -56,15 +56,15 @@ def _state_dir(args: argparse.Namespace) -> str | None:
 def _cmd_leases(args: argparse.Namespace) -> int:
     import time
 
-    from bootstrapd.dhcp.store_sqlite import DB_NAME, open_readonly
+    from bootstrapd.dhcp.stores import open_lease_store
     from bootstrapd.errors import StoreError
     from bootstrapd.listings import LEASE_COLUMNS, lease_rows, render
 
-    state_dir = _state_dir(args)
-    if state_dir is None:
+    site = _site(args)
+    if site is None:
         return EXIT_INVALID
     try:
-        store = open_readonly(os.path.join(state_dir, DB_NAME))
+        store = open_lease_store(site, readonly=True)
     except StoreError as e:
         print(f"bootstrapd leases: {e}", file=sys.stderr)
         return EXIT_INVALID

@@ -71,7 +71,9 @@ def restart_settings(site: Site) -> tuple[object, ...]:
     """What a reload cannot change: sockets and files opened at start."""
     from bootstrapd.transport.fileservice import restart_keys
 
-    return site.listen, site.state_dir, site.syslog.port if site.syslog else None, restart_keys(site.files)
+    store = site.store  # partners apply at reload (the rogue guard reads them each round)
+    return (site.listen, site.state_dir, site.syslog.port if site.syslog else None,
+            (store.backend, store.dsn, store.dsn_file, store.node), restart_keys(site.files))
 
 
 class FunnelReport:
@@ -141,7 +143,7 @@ class Service:
         return 0
 
     async def _start(self) -> None:
-        from bootstrapd.dhcp.store_sqlite import open_store
+        from bootstrapd.dhcp.stores import open_lease_store
         from bootstrapd.observability.devices import QUERY_TYPES, DeviceTracker
         from bootstrapd.transport.dhcp import DhcpServer
         from bootstrapd.transport.dns import DnsServer
@@ -157,7 +159,7 @@ class Service:
         await self.dns.start()
         await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
-        store = open_store(site.state_dir)
+        store = open_lease_store(site)
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
                                on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
@@ -280,7 +282,8 @@ class Service:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
                 self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir, the syslog port and the file servers apply at restart")
+                                 detail="listen, state_dir, the syslog port, the lease store and the file servers "
+                                 "apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

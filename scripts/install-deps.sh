@@ -16,6 +16,9 @@ for cmd in "${!need[@]}"; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# The PostgreSQL lease store's tests start a throwaway cluster with Debian's initdb/pg_ctl, which are not on
+# PATH (/usr/lib/postgresql/<version>/bin); the package brings libpq5 too, which psycopg loads.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
@@ -37,6 +40,6 @@ apt-get update -qq
 # --no-install-recommends: only what the tools themselves need.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Distribution units must not start servers on this machine's real interfaces.
-for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter nginx tftpd-hpa; do
+for unit in isc-dhcp-relay dnsmasq prometheus prometheus-node-exporter nginx tftpd-hpa postgresql; do
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done

@@ -8,7 +8,7 @@ from itertools import combinations
 from typing import Any, TypeVar
 
 from bootstrapd.config.build import Builder
-from bootstrapd.config.model import Options, RecordType, Site
+from bootstrapd.config.model import Options, RecordType, Site, StoreBackend
 from bootstrapd.config.types import ValueProblem, parse_dns_name, parse_ipv4, parse_ipv6
 from bootstrapd.config.yamlnodes import Diagnostic, Loc
 
@@ -93,7 +93,7 @@ class Checker:
 
     def run(self) -> list[Diagnostic]:
         for check in (self._listen, self._subnets, self._reservations, self._classes, self._option_sizes,
-                      self._raw_options, self._records, self._srv, self._syslog):
+                      self._raw_options, self._records, self._srv, self._syslog, self._store):
             check()
         from bootstrapd.files.check import check_files  # renders templates: loaded only when checking
 
@@ -108,6 +108,24 @@ class Checker:
             self.error("syslog.port", f"{s.syslog.port} is also listen.dns_port (both UDP on listen.address)")
         if not self._bad("dhcp.subnets") and not s.dhcp.subnets:
             self.warn("syslog", "no dhcp.subnets: the sink hears only senders inside them, so none")
+
+    def _store(self) -> None:
+        st = self.site.store
+        if self._bad("store") or st.backend is not StoreBackend.POSTGRESQL:
+            return  # sqlite ignores dsn and dsn_file: switching backends is one key
+        if (st.dsn is None) == (st.dsn_file is None):
+            self.error("store", "backend postgresql needs exactly one of dsn and dsn_file")
+        elif st.dsn_file is not None:
+            try:
+                with open(st.dsn_file, encoding="utf-8") as f:
+                    first = f.readline().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                self.error("store.dsn_file", f"cannot read {st.dsn_file}: {getattr(e, 'strerror', None) or e}")
+            else:
+                if not first:
+                    self.error("store.dsn_file", f"{st.dsn_file} holds no connection string on its first line")
+        if not self._bad("listen.address") and self.site.listen.address in st.partners:
+            self.error("store.partners", f"{self.site.listen.address} is this node's own address")
 
     # -- DHCP ---------------------------------------------------------------------------------------------
     def _listen(self) -> None:

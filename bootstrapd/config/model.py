@@ -359,6 +359,28 @@ class Dns:
     lease_records: bool = field(default=True, metadata=meta("A/PTR records for leased devices"))
 
 
+class StoreBackend(enum.Enum):
+    """Where the leases are kept (site-yaml.md `store.backend`)."""
+
+    SQLITE = "sqlite"  # embedded, `<state_dir>/leases.sqlite3`: one node
+    POSTGRESQL = "postgresql"  # a shared database: several nodes may serve one floor from it
+
+
+@dataclass(frozen=True)
+class Store:
+    """The lease store. `dsn`/`dsn_file` matter only for postgresql (exactly one of them then)."""
+
+    backend: StoreBackend = field(default=StoreBackend.SQLITE, metadata=meta("sqlite | postgresql"))
+    dsn: str | None = field(default=None, metadata=meta("libpq connection string (postgresql)"))
+    dsn_file: FilePath | None = field(
+        default=None, metadata=meta("file whose first line is the connection string (keeps a password out)")
+    )
+    node: str | None = field(default=None, metadata=meta("this node's name in the shared store; default: site"))
+    partners: tuple[IPv4, ...] = field(
+        default=(), metadata=meta("the other nodes' server ids: not rogue DHCP servers")
+    )
+
+
 @dataclass(frozen=True)
 class Syslog:
     """The phones' syslog sink (UDP) on listen.address; only senders inside dhcp.subnets are heard."""
@@ -413,6 +435,7 @@ class Site:
     listen: Listen = field(metadata=meta("where bootstrapd serves"))
     domain: Annotated[str, DOMAIN] = field(metadata=meta("option 15 and the DNS zone apex"))
     state_dir: str = field(default="/var/lib/bootstrapd", metadata=meta("the lease database lives here"))
+    store: Store = field(default_factory=Store, metadata=meta("the lease store; default: SQLite in state_dir"))
     files: Files | None = field(default=None, metadata=meta("the floor's file service; omit: no files"))
     dhcp: Dhcp = field(default_factory=Dhcp, metadata=meta("DHCPv4 service"))
     dns: Dns = field(default_factory=Dns, metadata=meta("authoritative DNS for the domain"))

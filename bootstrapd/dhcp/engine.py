@@ -116,7 +116,7 @@ class Engine:
         """RFC 2131 4.3.2: tell the client state from option 54, option 50 and ciaddr."""
         server_id = msg.server_id
         if server_id is not None and server_id != plan.server_id:
-            self._forget_offer(msg, now)
+            self._forget_offer(plan, msg, server_id, now)
             return Drop(DropReason.OTHER_SERVER, f"client chose server {server_id}")
         if msg.ciaddr == ZERO and msg.requested_ip is None:
             return Drop(DropReason.RFC_VIOLATION, "REQUEST with neither ciaddr nor option 50")
@@ -238,11 +238,16 @@ class Engine:
             return address == reserved
         return client.subnet.allocator.available(address, client.identity, now)
 
-    def _forget_offer(self, msg: Message, now: float) -> None:
-        """SELECTING another server's OFFER (RFC 2131 4.3.2): free the address we held for the client."""
+    def _forget_offer(self, plan: SitePlan, msg: Message, chosen: IPv4Address, now: float) -> None:
+        """SELECTING another server's OFFER (RFC 2131 4.3.2): free the address we held for the client.
+        When the chosen server is a partner node (one shared store) and the record is of the address the
+        client chose, the record is that node's offer, about to be its ACK: leave it."""
         own = self._store.get_by_client(_identity(msg))
-        if own is not None and own.state is LeaseState.OFFERED:
-            self._store.put(replace(own, state=LeaseState.EXPIRED, expires=now, updated=now))
+        if own is None or own.state is not LeaseState.OFFERED:
+            return
+        if own.address == msg.requested_ip and chosen in plan.site.store.partners:
+            return
+        self._store.put(replace(own, state=LeaseState.EXPIRED, expires=now, updated=now))
 
     # -- writing leases and replies ---------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ _FREE_STATES = frozenset({LeaseState.RELEASED, LeaseState.EXPIRED})
 
 # No client identity: a record kept for its address only (see LeaseStore.put).
 ANONYMOUS = b""
+# What flush() returns when no write lost a race.
+NO_LOST: frozenset[IPv4Address] = frozenset()
 
 
 class LeaseConflict(StoreError):
@@ -114,6 +116,8 @@ class LeaseStore(LeaseView, Protocol):
 
     # True when records survive close() and reopen (the contract suite's capability flag).
     durable: bool
+    # True when other nodes write the same records: offers are written too, flush() may report lost races.
+    shared: bool
 
     def put(self, lease: Lease, *, force: bool = False) -> None:
         """Insert or replace the record of `lease.address`. Not durable until flush()."""
@@ -137,9 +141,17 @@ class LeaseStore(LeaseView, Protocol):
         count as EXPIRED. Every state is a key. O(records): for metrics and the CLI, not per packet."""
         ...
 
-    def flush(self) -> None:
+    def flush(self) -> frozenset[IPv4Address]:
         """Make every put() and delete() so far durable (one commit and fsync); no-op if none pending.
-        On StoreError the un-flushed writes are discarded and reads show the durable state again."""
+        On StoreError the un-flushed writes are discarded and reads show the durable state again.
+
+        Returns the addresses whose write lost a race to another writer (shared stores only; else empty):
+        their records now show the winner's, and no reply may promise what this node wrote for them."""
+        ...
+
+    def refresh(self) -> None:
+        """Read other writers' changes into the reads (shared stores; a no-op for the others). The shell
+        calls it when idle. Raises StoreError while the backend is unreachable."""
         ...
 
     def close(self) -> None:

@@ -28,6 +28,9 @@ class DropReason(enum.Enum):
     NO_LEASE = "no_lease"  # REQUEST/RELEASE/DECLINE about a lease we have no record of (RFC 2131 4.3.2)
     NOT_AUTHORITATIVE = "not_authoritative"  # we would NAK, but `authoritative: false` keeps us silent
     STORE_FAILED = "store_failed"  # the lease store refused a write: no reply without a durable lease
+    # Another node of a shared store wrote the address first (set by the shell after the burst's flush):
+    # silent, so the client retransmits and meets the winner's record (design.md convention 5).
+    LOST_RACE = "lost_race"
     INTERNAL_ERROR = "internal_error"  # a bug: an exception escaped the engine; set by the shell
     # Answered, but the reply did not leave (set by the shell; RFC 2131 4.1: the client retransmits):
     SEND_QUEUE_FULL = "send_queue_full"  # the socket's send buffer was full (EAGAIN)
@@ -88,3 +91,9 @@ class Drop:
 
 
 Outcome = Reply | Silent | Drop
+
+
+def lost_race(outcome: Reply | Silent, lost: frozenset[IPv4Address]) -> bool:
+    """The outcome promises a record whose write lost to another writer (LeaseStore.flush): it must not
+    leave. A NAK or an INFORM's ACK promises no record."""
+    return bool(lost) and outcome.lease is not None and outcome.lease.address in lost

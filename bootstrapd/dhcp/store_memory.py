@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address
 
-from bootstrapd.dhcp.leases import ANONYMOUS, Lease, LeaseConflict, LeaseState, effective_state
+from bootstrapd.dhcp.leases import ANONYMOUS, NO_LOST, Lease, LeaseConflict, LeaseState, effective_state
 
 # Rebuild a subnet's expiry heap when stale entries outnumber live records by this factor (amortised O(1)).
 _HEAP_SLACK = 2
@@ -160,6 +160,7 @@ class MemoryLeaseStore(IndexedReads):
     """LeaseStore kept in memory only: for engine unit tests and as the contract suite's reference."""
 
     durable = False
+    shared = False
 
     def __init__(self) -> None:
         self._index = LeaseIndex()
@@ -171,8 +172,12 @@ class MemoryLeaseStore(IndexedReads):
     def delete(self, address: IPv4Address) -> None:
         self._index.remove(address)
 
-    def flush(self) -> None:
-        """Nothing to make durable."""
+    def flush(self) -> frozenset[IPv4Address]:
+        """Nothing to make durable, no other writer."""
+        return NO_LOST
+
+    def refresh(self) -> None:
+        """No other writer."""
 
     def close(self) -> None:
         """Nothing to release."""

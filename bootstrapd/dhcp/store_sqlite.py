@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from bootstrapd.dhcp.leases import Lease, LeaseState
+from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
 from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
 
@@ -55,6 +55,7 @@ class SqliteLeaseStore(IndexedReads):
     """LeaseStore on SQLite. Build it with open_store() or open_readonly()."""
 
     durable = True
+    shared = False  # one writer: the flock makes sure
 
     def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None, readonly: bool) -> None:
         self._conn = conn
@@ -87,14 +88,18 @@ class SqliteLeaseStore(IndexedReads):
         """True when writes wait for flush()."""
         return self._conn.in_transaction
 
-    def flush(self) -> None:
+    def flush(self) -> frozenset[IPv4Address]:
         if not self._conn.in_transaction:
-            return
+            return NO_LOST
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as e:
             self._recover()
             raise StoreError(f"lease store commit failed, un-flushed leases discarded: {e}") from e
+        return NO_LOST
+
+    def refresh(self) -> None:
+        """The only writer: nothing to read back."""
 
     def close(self) -> None:
         if self._closed:

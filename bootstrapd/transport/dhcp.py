@@ -25,7 +25,7 @@ from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType, parse
 from bootstrapd.dhcp.engine import Engine
 from bootstrapd.dhcp.leases import Lease, LeaseStore
-from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
+from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
@@ -91,6 +91,7 @@ class DhcpServer:
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
+        self._store_down = False
 
     # -- life cycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,7 +194,7 @@ class DhcpServer:
         try:
             if self._store_failed:  # the store discarded this burst's earlier writes too
                 raise StoreError("a write of this burst failed")
-            self.store.flush()  # durable before any ACK of this burst leaves (design.md convention 5)
+            lost = self.store.flush()  # durable before any ACK of this burst leaves (design.md convention 5)
         except StoreError as e:
             # The store discarded the burst's writes: no reply may promise a lease that is not on disk.
             self.log.error("dhcp.store_failed", error=str(e), replies_dropped=len(outcomes))
@@ -202,11 +203,23 @@ class DhcpServer:
             return
         mono = time.monotonic()
         for outcome, ifname, t0 in outcomes:
+            if lost_race(outcome, lost):
+                self._lost(outcome, ifname)
+                continue
             if isinstance(outcome, Reply) and self._send(outcome, ifname, mono):
                 self.metrics.dhcp_latency.observe(time.perf_counter() - t0)
             self._after(outcome)  # the lease is durable whether or not its reply left
         for listener in self._listeners.values():
             listener.sender.check(mono)
+
+    def _lost(self, outcome: Reply | Silent, ifname: str) -> None:
+        """Another node wrote this address first: no reply, no lease hooks (it is not our lease)."""
+        lease = outcome.lease
+        assert lease is not None
+        msg_type = outcome.msg_type.name if isinstance(outcome, Reply) else outcome.event.upper()
+        xid = outcome.message.xid if isinstance(outcome, Reply) else None
+        self._drop(DropReason.LOST_RACE, ifname=ifname, xid=xid, chaddr=lease.chaddr.hex(":"),
+                   address=str(lease.address), msg_type=msg_type)
 
     def _stale(self, ifname: str) -> None:
         self._counter(self.metrics.dhcp_received, "discover").inc()
@@ -302,9 +315,26 @@ class DhcpServer:
     # -- periodic -----------------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(5)
+            for _ in range(5 if self.store.shared else 1):
+                await asyncio.sleep(1 if self.store.shared else 5)
+                self._refresh()
             self._update_gauges(time.time())
             self.metrics.dhcp_kernel_drops.set(kernel_udp_drops(self.site.listen.dhcp_port))
+
+    def _refresh(self) -> None:
+        """A shared store: read the other nodes' writes while idle, and reconnect after an outage."""
+        if not self.store.shared:
+            return
+        try:
+            self.store.refresh()
+        except StoreError as e:
+            if not self._store_down:
+                self.log.error("dhcp.store_unreachable", error=str(e))
+            self._store_down = True
+        else:
+            if self._store_down:
+                self.log.info("dhcp.store_reconnected")
+            self._store_down = False
 
     def _update_gauges(self, now: float) -> None:
         for subnet, size in self.engine.pool_sizes().items():

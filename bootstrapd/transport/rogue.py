@@ -106,6 +106,12 @@ def classify(frame: bytes, interface: str, own: ipaddress.IPv4Address, probe_xid
     return ForeignOffer(interface, server, ip_src, mac, msg.yiaddr, msg.xid == probe_xid)
 
 
+def foreign(offers: Iterable[ForeignOffer], partners: Iterable[ipaddress.IPv4Address]) -> list[ForeignOffer]:
+    """The offers not made by a partner node (`store.partners`: it serves this floor from the same store)."""
+    known = frozenset(partners)
+    return [o for o in offers if o.server not in known]
+
+
 def _udp_port_filter(port: int) -> bytes:
     """Classic BPF: accept IPv4, UDP, unfragmented, destination port `port`; drop the rest in the kernel."""
     insns = (
@@ -222,7 +228,7 @@ class RogueGuard:
             else:
                 offers.extend(result)
         self._log.debug("dhcp.rogue_check", interfaces=list(site.listen.interfaces), wait=wait, found=len(offers))
-        return offers
+        return foreign(offers, site.store.partners)
 
     def _report(self, offers: Iterable[ForeignOffer], level: Any, allowed: bool) -> None:
         for o in offers:

@@ -166,6 +166,16 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["8: syslog.rate_limit: must be between 1 and 100000, got 0"]),
     ("syslog_port_is_dns_port", HEAD + SUBNET + "syslog: {port: 53}\n",
      ["8: syslog.port: 53 is also listen.dns_port (both UDP on listen.address)"]),
+    ("store_bad_backend", HEAD + "store: {backend: postgres}\n",
+     ["4: store.backend: expected one of sqlite | postgresql, got 'postgres' (did you mean 'postgresql'?)"]),
+    ("store_postgresql_without_dsn", HEAD + "store: {backend: postgresql}\n",
+     ["4: store: backend postgresql needs exactly one of dsn and dsn_file"]),
+    ("store_postgresql_dsn_and_file", HEAD + "store: {backend: postgresql, dsn: 'host=db', dsn_file: db.dsn}\n",
+     ["4: store: backend postgresql needs exactly one of dsn and dsn_file"]),
+    ("store_partner_is_self", HEAD + "store: {backend: postgresql, dsn: 'host=db', partners: [198.18.0.1]}\n",
+     ["4: store.partners: 198.18.0.1 is this node's own address"]),
+    ("store_bad_partner", HEAD + "store: {partners: [198.18.0.256]}\n",
+     ["4: store.partners[0]: not a valid IPv4 address: '198.18.0.256'"]),
 ]
 
 

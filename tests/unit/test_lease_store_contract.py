@@ -55,10 +55,23 @@ class Backend:
     durable_view: Callable[[], list[Lease]] | None
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "memory":
         return Backend(MemoryLeaseStore, None)
+    if request.param == "postgresql":
+        from bootstrapd.dhcp.store_postgres import open_postgres_store
+
+        dsn = request.getfixturevalue("pg_dsn")
+
+        def pg_view() -> list[Lease]:
+            reader = open_postgres_store(dsn, "reader", readonly=True)
+            try:
+                return list(reader.iter_all())
+            finally:
+                reader.close()
+
+        return Backend(lambda: open_postgres_store(dsn, "node-a"), pg_view)
 
     def durable_view() -> list[Lease]:
         reader = open_readonly(tmp_path / DB_NAME)
@@ -179,6 +192,17 @@ class TestLeaseStoreContract:
                 assert store.expired_oldest_first(NET, probe, 1000) == expected
                 assert store.expired_oldest_first(NET, probe, 3) == expected[:3]
 
+    def test_any_text_a_client_sends_round_trips(self, backend: Backend, store: LeaseStore) -> None:
+        # Options 12 and 60 decode as latin-1: NUL and any octet are possible; a reservation's name is any text.
+        odd = replace(lease(10, 1), hostname="a\x00b\xff", vendor_class="\x00é", chaddr=b"\x00" * 16)
+        named = replace(lease(11, 2), hostname="téléphone-☎", vendor_class=None, device_class=None)
+        store.put(odd)
+        store.put(named)
+        store.flush()
+        if backend.durable_view is not None:
+            assert backend.durable_view() == [odd, named]
+        assert list(store.iter_all()) == [odd, named]
+
     def test_iteration_is_in_address_order_and_per_subnet(self, store: LeaseStore) -> None:
         for last in (30, 10, 20):
             store.put(lease(last, last))
@@ -248,8 +272,8 @@ class TestLeaseStoreContract:
         store.flush()  # nothing pending: no-op
 
     def test_offers_are_held_in_memory_but_never_written(self, backend: Backend, store: LeaseStore) -> None:
-        if backend.durable_view is None:
-            pytest.skip("backend is not durable")
+        if backend.durable_view is None or store.shared:
+            pytest.skip("backend is not durable, or shared (offers are written)")
         store.put(lease(1, 1))
         store.put(lease(2, 2, LeaseState.OFFERED))
         assert store.get_by_address(ip(2)) == lease(2, 2, LeaseState.OFFERED)  # the hold works at once
@@ -258,6 +282,20 @@ class TestLeaseStoreContract:
         store.put(lease(2, 2))  # the REQUEST's ACK
         store.flush()
         assert backend.durable_view() == [lease(1, 1), lease(2, 2)]
+
+    def test_a_shared_store_writes_offers_for_the_other_nodes(self, backend: Backend, store: LeaseStore) -> None:
+        if backend.durable_view is None or not store.shared:
+            pytest.skip("only a shared store writes offers")
+        store.put(lease(2, 2, LeaseState.OFFERED, expires=NOW + 30))
+        assert store.flush() == frozenset()
+        assert backend.durable_view() == [lease(2, 2, LeaseState.OFFERED, expires=NOW + 30)]
+
+    def test_flush_reports_no_lost_race_without_another_writer(self, store: LeaseStore) -> None:
+        for n in range(1, 6):
+            store.put(lease(n, n))
+        assert store.flush() == frozenset()
+        store.refresh()  # nothing from anyone else: the reads stay as they are
+        assert [x.client_id for x in store.iter_all()] == [cid(n) for n in range(1, 6)]
 
     def test_close_flushes(self, backend: Backend, store: LeaseStore) -> None:
         store.put(lease(10, 1))

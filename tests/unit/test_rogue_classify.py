@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from bootstrapd.dhcp.codec import build
-from bootstrapd.transport.rogue import ForeignOffer, classify, discover_message, probe_chaddr
+from bootstrapd.transport.rogue import ForeignOffer, classify, discover_message, foreign, probe_chaddr
 
 OWN = IPv4Address("198.18.0.1")
 XID = 0x5EED1234
@@ -87,3 +87,10 @@ def test_probe_is_a_broadcast_discover_from_a_locally_administered_mac() -> None
     options: dict[Any, Any] = dict(o for o in bootp[DHCP].options if isinstance(o, tuple))
     assert options["message-type"] == 1
     assert 54 not in options and "server_id" not in options
+
+
+def test_a_partner_nodes_offers_are_not_foreign() -> None:
+    partner, stranger = (classify(frame(server_id=a, ip_src=a), "stg0", OWN, XID) for a in ("198.18.0.2", "10.0.0.9"))
+    assert partner is not None and stranger is not None
+    assert foreign([partner, stranger], [IPv4Address("198.18.0.2")]) == [stranger]
+    assert foreign([partner, stranger], []) == [partner, stranger]
