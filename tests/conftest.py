@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Lab, StagingLan, lab_available, leftover_namespaces, staging_lan
+from bootstrapd.lab import Lab, StagingLan, leftover_namespaces, staging_lan
+from tests.labreq import require_lab
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,11 +41,7 @@ def _lab_session_guard() -> Iterator[None]:
 @pytest.fixture
 def lab_support() -> None:
     """Skip (or fail under BOOTSTRAPD_REQUIRE_LAB=1) when namespaces cannot be built here."""
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
 
 
 @pytest.fixture

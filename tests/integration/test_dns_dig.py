@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -11,9 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, StagingLan, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, StagingLan, staging_lan
 from tests.integration.daemon import Daemon
 from tests.integration.dns_fixtures import BIG_TXT, dns_site_config
+from tests.labreq import require_lab
 
 SERVER = "198.18.0.1"
 HTTPS = "_ciscoprov-https._tls.staging.test"
@@ -37,11 +37,7 @@ class DnsLab:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
     """One lab and one daemon for the whole module (starting them is most of each test's time)."""
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     need("dig", "kdig", "udhcpc")
     lab = Lab()
     try:

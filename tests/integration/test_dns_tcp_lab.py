@@ -3,7 +3,6 @@ connections from one lab host, dig and a pipelining client from another (and fro
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,10 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, StagingLan, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, StagingLan, staging_lan
 from bootstrapd.lab.netns import stop_process
 from tests.integration.daemon import Daemon
 from tests.integration.dns_fixtures import dns_site_config
+from tests.labreq import require_lab
 
 SERVER = "198.18.0.1"
 HTTPS = "_ciscoprov-https._tls.staging.test"
@@ -78,11 +78,7 @@ class TcpLab:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     lab = Lab()
     try:
         lan = staging_lan(lab, clients=0)

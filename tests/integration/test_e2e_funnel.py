@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Lab, lab_available
+from bootstrapd.lab import Lab
 from bootstrapd.lab.demo import EXAMPLE, MISSING_MAC, PROVIDER, REMOTE, UNLISTED_OUI, demo_site
 from bootstrapd.sim.floor import Floor
 from bootstrapd.sim.report import format_report
+from tests.labreq import require_lab
 
 PHONES, SILENT, WRONG_KEY, FAIL_ONCE = 50, 3, 2, 2
 PAGE = "http://127.0.0.1:9267/"  # the example's metrics.listen, inside the server's namespace
@@ -36,9 +37,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def floor() -> Iterator[Floor]:
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(reason)
+    require_lab()
     with tempfile.TemporaryDirectory(prefix="bootstrapd-funnel-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp))
         site = demo_site(EXAMPLE, Path(tmp), PHONES, floor.cert)

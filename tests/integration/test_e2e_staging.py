@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Lab, lab_available
+from bootstrapd.lab import Lab
 from bootstrapd.sim.floor import Floor
 from bootstrapd.sim.report import PhoneReport, Stage, format_report
+from tests.labreq import require_lab
 
 PHONES = 20
 UA = re.compile(r"^Cisco-(CP-\d{4}-3PCC)/[\d.]+ \(([0-9a-f]{12})\)$")
@@ -58,9 +59,7 @@ TWO_PRIORITIES = [https_srv(("prov1", 10, 0), ("prov2", 20, 0)),
 
 @pytest.fixture(scope="module")
 def floor() -> Iterator[Floor]:
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(reason)
+    require_lab()
     with tempfile.TemporaryDirectory(prefix="bootstrapd-e2e-") as tmp, Lab() as lab:
         yield Floor(lab, Path(tmp))
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, staging_lan
 from tests.integration.daemon import Daemon, site_config
+from tests.labreq import require_lab
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SERVER = "198.18.0.1"
@@ -65,11 +66,7 @@ def files_site(work: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilesLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     lab = Lab()
     try:
         lan = staging_lan(lab, clients=0)

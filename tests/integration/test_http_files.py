@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, lab_available, staging_lan, stop_process
+from bootstrapd.lab import Host, Lab, staging_lan, stop_process
+from tests.labreq import require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -107,11 +108,7 @@ class HttpLab:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     for tool in ("curl", "openssl"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed")

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Lab, lab_available
+from bootstrapd.lab import Lab
 from bootstrapd.sim.floor import Floor
 from bootstrapd.sim.report import PhoneReport, Stage, format_report
 from bootstrapd.syslog import Kind, parse
+from tests.labreq import require_lab
 
 PHONES = 8
 FIRST_KEY = "first key, from option 160"
@@ -50,9 +51,7 @@ UPGRADE = [Kind.UPGRADE_REQUESTED, Kind.UPGRADE_SUCCEEDED]
 
 @pytest.fixture(scope="module")
 def run() -> Iterator[tuple[Floor, list[PhoneReport], list[dict[str, Any]], list[dict[str, Any]]]]:
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(reason)
+    require_lab()
     with tempfile.TemporaryDirectory(prefix="bootstrapd-resync-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp))
         if floor.cert is None:

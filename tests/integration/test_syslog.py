@@ -4,7 +4,6 @@ datagram and counts what it drops (rate limit, foreign sender, oversized) on its
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -16,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, staging_lan
 from tests.integration.daemon import Daemon, site_config
+from tests.labreq import require_lab
 
 SERVER = "198.18.0.1"
 PORT = 514
@@ -47,11 +47,7 @@ class SyslogLab:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyslogLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     if shutil.which("logger") is None:
         pytest.fail("logger (util-linux, Debian bsdutils) is not installed")
     lab = Lab()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, staging_lan
 from tests.integration.tftp_fixtures import SERVER, Harness, client_host
+from tests.labreq import require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -33,11 +34,7 @@ class TftpLab:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TftpLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     for tool in ("curl", "tftp", "atftp", "busybox"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (scripts/install-deps.sh)")

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapd.lab import Host, Lab, lab_available, staging_lan
+from bootstrapd.lab import Host, Lab, staging_lan
 from bootstrapd.tftp import packet
 from bootstrapd.tftp.packet import Data, Error, Oack
 from tests.integration.tftp_client import RawClient, netns_socket
 from tests.integration.tftp_fixtures import SERVER, Harness, client_host
+from tests.labreq import require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -33,11 +34,7 @@ class RawLab:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawLab]:
-    ok, reason = lab_available()
-    if not ok:
-        if os.environ.get("BOOTSTRAPD_REQUIRE_LAB") == "1":
-            pytest.fail(f"lab required but unavailable: {reason}")
-        pytest.skip(reason)
+    require_lab()
     base = tmp_path_factory.mktemp("tftp-raw")
     root = base / "root"
     root.mkdir()

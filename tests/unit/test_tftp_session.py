@@ -8,18 +8,7 @@ import pytest
 from bootstrapd.tftp.options import Negotiated
 from bootstrapd.tftp.packet import Data, Error, ErrorCode, Oack, encode_ack, encode_error, parse
 from bootstrapd.tftp.session import End, Session, SourceChanged, Step, Timing, netascii
-
-
-class Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.data[offset:offset + length]
+from bootstrapd.transport.files_cache import BytesSource as Bytes
 
 
 class Sparse:
