@@ -76,6 +76,20 @@ class Step(NamedTuple):
 _OACK, _TRANSFER, _DONE = 0, 1, 2
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a running session stands: enough to continue it elsewhere (the shell's transfer workers)."""
+
+    oack_pending: bool  # the OACK is out, its ACK 0 not yet in
+    base: int  # first block not yet acknowledged
+    sent_upto: int
+    retries: int
+    since: float  # clock of the last progress
+    deadline: float
+    payload_sent: int
+    retransmits: int
+
+
 class Session:
     __slots__ = (
         "_base",
@@ -111,6 +125,16 @@ class Session:
         self._sent_upto = 0  # highest block sent
         self._retries = 0
         self._since = 0.0  # when the last progress was made
+
+    def progress(self) -> Progress:
+        return Progress(self._state == _OACK, self._base, self._sent_upto, self._retries, self._since,
+                        self.deadline, self.payload_sent, self.retransmits)
+
+    def resume(self, p: Progress) -> None:
+        """Continue from `p` (taken from a session of the same file and negotiation, not yet closed)."""
+        self._state = _OACK if p.oack_pending else _TRANSFER
+        self._base, self._sent_upto, self._retries, self._since = p.base, p.sent_upto, p.retries, p.since
+        self.deadline, self.payload_sent, self.retransmits = p.deadline, p.payload_sent, p.retransmits
 
     @property
     def acked(self) -> int:

@@ -183,6 +183,40 @@ def test_a_changed_source_ends_with_error_0() -> None:
     assert parse(step.send[0]) == Error(0, "file changed during transfer")
 
 
+def test_a_resumed_session_continues_where_the_first_stopped() -> None:
+    """The shell hands big transfers to a worker process: a session rebuilt there from `progress()` sends
+    the same blocks, keeps the back-off it had and counts on from the same totals."""
+    data = bytes(range(256)) * 20  # 5120 bytes: 10 blocks of 512 and an empty one
+    first = Session(Bytes(data), Negotiated(windowsize=2, oack=(("windowsize", "2"),)), Timing(timeout=1.0))
+    first.start(0.0)
+    assert first.progress().oack_pending
+    first.receive(encode_ack(0), 0.1)  # blocks 1, 2 out
+    first.expire(1.1)  # retransmitted once: the next wait is 2 s
+    p = first.progress()
+    assert (p.oack_pending, p.base, p.sent_upto, p.retries, p.retransmits) == (False, 1, 2, 1, 1)
+    second = Session(Bytes(data), Negotiated(windowsize=2, oack=(("windowsize", "2"),)), Timing(timeout=1.0))
+    second.resume(p)
+    assert second.deadline == first.deadline == 3.1
+    assert second.expire(2.0).send == ()
+    step = second.receive(encode_ack(2), 2.5)
+    assert blocks(step) == [3, 4]
+    got = payload(step)
+    while step.closed is None:
+        step = second.receive(encode_ack(blocks(step)[-1]), 2.7)
+        got += payload(step)
+    assert got == data[1024:] and step.closed.end is End.OK
+    assert second.retransmits == 1 and second.payload_sent == p.payload_sent + len(data) - 1024
+
+
+def test_a_session_resumed_before_ack_zero_still_waits_for_it() -> None:
+    s = Session(Bytes(b"abc"), Negotiated(oack=(("tsize", "3"),)))
+    s.start(0.0)
+    t = Session(Bytes(b"abc"), Negotiated(oack=(("tsize", "3"),)))
+    t.resume(s.progress())
+    assert parse(t.expire(1.0).send[0]) == Oack((("tsize", "3"),))
+    assert blocks(t.receive(encode_ack(0), 1.1)) == [1]
+
+
 @pytest.mark.parametrize(("text", "wire"), [
     (b"a\nb", b"a\r\nb"), (b"a\rb", b"a\r\x00b"), (b"a\r\nb", b"a\r\x00\r\nb"), (b"", b""),
 ])
