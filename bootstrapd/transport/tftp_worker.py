@@ -70,35 +70,44 @@ class Worker:
         self._seq = 0
 
     def run(self) -> None:
-        control_fd, jobs, poll = self.control.fileno(), self.jobs, self.epoll.poll
+        control_fd, jobs, poll, monotonic, timers = self.control.fileno(), self.jobs, self.epoll.poll, \
+            time.monotonic, self.timers
         while True:
-            timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else -1.0
-            for fd, _ in poll(timeout, POLL_MAX):
-                if fd == control_fd:
-                    if not self._control():
+            timeout = max(0.0, timers[0][0] - monotonic()) if timers else -1.0
+            ready = poll(timeout, POLL_MAX)
+            now = monotonic()  # one clock reading per batch: the batch takes well under a millisecond
+            for fd, _ in ready:
+                job = jobs.get(fd)
+                if job is None:
+                    if fd == control_fd and not self._control():
                         return
                     continue
-                job = jobs.get(fd)
-                if job is not None:
-                    self._readable(job)
-            if self.timers:
-                self._expire(time.monotonic())
+                sock = job.sock
+                try:
+                    data, addr = sock.recvfrom(RECV_SESSION)
+                except OSError:
+                    continue  # nothing after all, or an ICMP error: the timer decides
+                if addr != job.peer:
+                    self._stranger(job, addr)
+                    continue
+                try:
+                    step = job.session.receive(data, now)
+                except Exception as exc:  # a bug ends this transfer, not the worker's others
+                    self._finish(job, Closed(End.ABORTED, detail=f"worker error: {exc!r}"), INTERNAL)
+                    continue
+                if step.closed is None and len(step.send) == 1 and job.armed:  # lock-step's common case
+                    with contextlib.suppress(OSError):  # a full buffer: the retransmission timer covers it
+                        sock.sendto(step.send[0], addr)
+                else:
+                    self._apply(job, step)
+            if timers and timers[0][0] <= now:
+                self._expire(now)
 
-    def _readable(self, job: Job) -> None:
-        try:
-            data, addr = job.sock.recvfrom(RECV_SESSION)
-        except OSError:
-            return  # nothing after all, or an ICMP error: the timer decides
-        if addr != job.peer:  # RFC 1350 section 4: ERROR 5 to the stranger, the transfer goes on
-            job.unknown_tid += 1
-            with contextlib.suppress(OSError):
-                job.sock.sendto(ERROR_5, addr)
-            return
-        try:
-            step = job.session.receive(data, time.monotonic())
-        except Exception as exc:  # a bug ends this transfer, not the worker's others
-            return self._finish(job, Closed(End.ABORTED, detail=f"worker error: {exc!r}"), INTERNAL)
-        self._apply(job, step)
+    def _stranger(self, job: Job, addr: tuple[str, int]) -> None:
+        """RFC 1350 section 4: a datagram from another TID gets ERROR 5, and the transfer goes on."""
+        job.unknown_tid += 1
+        with contextlib.suppress(OSError):
+            job.sock.sendto(ERROR_5, addr)
 
     def _expire(self, now: float) -> None:
         timers = self.timers

@@ -153,6 +153,21 @@ def test_block_numbers_wrap_past_65535() -> None:
     assert s.acked == 70001
 
 
+def test_lock_step_wraps_past_65535_too() -> None:
+    """Lock-step has its own fast path in `receive`: the same wrap, the same bytes, the same end."""
+    size = 8 * 70000 + 5
+    s = Session(Sparse(size), Negotiated(blksize=8))
+    step = s.start(0)
+    wire, sent = blocks(step), len(payload(step))
+    while step.closed is None:
+        step = s.receive(encode_ack(wire[-1]), 0)
+        assert s.receive(encode_ack(wire[-1]), 0).send == ()  # the same ACK again: nothing
+        wire += blocks(step)
+        sent += len(payload(step))
+    assert step.closed.end is End.OK and sent == size == s.payload_sent
+    assert wire[65534:65538] == [65535, 0, 1, 2] and len(wire) == 70001
+
+
 def test_packets_other_than_ack_or_error_end_with_error_4() -> None:
     s = Session(Bytes(b"q"), Negotiated())
     s.start(0)
