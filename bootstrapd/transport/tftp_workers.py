@@ -39,8 +39,10 @@ Report = dict[str, Any]
 
 
 def default_workers() -> int:
-    """CPUs this process may run on, minus the one the event loop keeps (0 on one CPU: all in the loop)."""
-    return max(0, len(os.sched_getaffinity(0)) - 1)
+    """CPUs this process may run on minus the one the event loop keeps, but two on two CPUs (the loop is
+    idle while big files go out, and one worker leaves the second core unused), none on one CPU."""
+    cpus = len(os.sched_getaffinity(0))
+    return 0 if cpus < 2 else max(2, cpus - 1)
 
 
 class Slot:

@@ -56,7 +56,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--max-wait", type=float, default=30.0)
-    p.add_argument("--workers", type=int, default=-1, help="transfer worker processes; -1: CPUs minus one")
+    p.add_argument("--workers", type=int, default=-1, help="transfer worker processes; -1: the default")
     p.add_argument("--quiet", action="store_true", help="log only warnings (benchmarks)")
     return p.parse_args(argv)
 
