@@ -1,7 +1,8 @@
-"""Big files served by the TFTP transfer workers (`files.tftp.workers`, transport/tftp_worker*.py): lock-step
-clients at once get the file whole with the same outcomes, log and metrics as in-loop transfers; a worker
-killed mid-transfer ends that transfer as refused with an ERROR to the client, is started again and serves
-the next one; the main process keeps no descriptor and stop() leaves no worker behind."""
+"""Big files served by the TFTP transfer workers (`files.tftp.workers`, transport/tftp_worker*.py):
+lock-step clients at once get the file whole with the same outcomes, log and metrics as in-loop transfers;
+a stranger's datagram gets ERROR 5; a worker killed mid-transfer ends that transfer as refused with an
+ERROR to the client, is started again and serves the next one; the main process keeps no descriptor and
+stop() leaves no worker behind."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from bootstrapd.lab import Lab, staging_lan
-from tests.integration.tftp_client import RawClient, Result
+from bootstrapd.tftp import packet
+from bootstrapd.tftp.packet import Data, Error, Oack
+from tests.integration.tftp_client import RawClient, Result, netns_socket
 from tests.integration.tftp_fixtures import SERVER, Harness, client_host
 
 pytestmark = pytest.mark.lab
@@ -86,6 +89,38 @@ def test_workers_serve_big_files_survive_a_killed_worker_and_leave_nothing(lab: 
     assert m['bootstrapd_files_bytes_sent_total{protocol="tftp"}'] >= 4 * SIZE
     assert m["bootstrapd_tftp_sessions"] == 0
 
+    # A stranger's datagram to a worker's transfer gets ERROR 5 from it; the transfer goes on.
+    c = RawClient(client, (SERVER, 69))
+    intruder = netns_socket(client)
+    try:
+        c.send_request(big.name, BLK)
+        got = c.recv(5)
+        assert got is not None and packet.parse(got[0]) == Oack((("blksize", "1468"),))
+        tid = got[1]
+        intruder.sendto(packet.encode_ack(0), tid)
+        intruder.settimeout(5)
+        reply, addr = intruder.recvfrom(600)
+        assert packet.parse(reply) == Error(5, "Unknown transfer ID") and addr == tid
+        data, block = bytearray(), 0
+        while True:
+            c.sock.sendto(packet.encode_ack(block), tid)
+            got = c.recv(5)
+            assert got is not None
+            pkt = packet.parse(got[0])
+            assert isinstance(pkt, Data)
+            if pkt.block == (block + 1) & 0xFFFF:
+                data += pkt.payload
+                block += 1
+                if len(pkt.payload) < 1468:
+                    c.sock.sendto(packet.encode_ack(block), tid)
+                    break
+    finally:
+        intruder.close()
+        c.close()
+    assert hashlib.sha256(data).hexdigest() == want
+    h.wait_for("files.fetch", 10, count=5, requested=big.name, result="ok")
+    assert h.metrics()['bootstrapd_tftp_drops_total{reason="unknown_tid"}'] == 1
+
     # SIGKILL the worker serving a transfer: the client hears ERROR 0, the transfer ends as refused.
     killed: list[int] = []
 
@@ -113,7 +148,7 @@ def test_workers_serve_big_files_survive_a_killed_worker_and_leave_nothing(lab: 
         c.close()
     m = h.metrics()
     assert m["bootstrapd_tftp_worker_restarts_total"] == 1
-    assert m["bootstrapd_tftp_worker_transfers_total"] == 6
+    assert m["bootstrapd_tftp_worker_transfers_total"] == 7
     assert m['bootstrapd_files_fetches_total{protocol="tftp",result="worker_lost"}'] == 1
     assert m["bootstrapd_tftp_sessions"] == 0
     assert h.fd_count() == fds_before
