@@ -121,6 +121,20 @@ def test_workers_serve_big_files_survive_a_killed_worker_and_leave_nothing(lab: 
     h.wait_for("files.fetch", 10, count=5, requested=big.name, result="ok")
     assert h.metrics()['bootstrapd_tftp_drops_total{reason="unknown_tid"}'] == 1
 
+    # A lost ACK: the worker's timer sends the block again, once, and the count reaches the log and metrics.
+    retransmitted = h.metrics().get("bootstrapd_tftp_retransmissions_total", 0)
+    c = RawClient(client, (SERVER, 69))
+    try:
+        skipped: list[int] = []
+        res = c.fetch(big.name, BLK, skip_ack=lambda n: n == 100 and not skipped and not skipped.append(n),
+                      timeout=60)
+    finally:
+        c.close()
+    assert res.error is None and hashlib.sha256(res.data).hexdigest() == want and skipped == [100]
+    again = h.wait_for("files.fetch", 10, count=6, requested=big.name, result="ok")[-1]
+    assert again["retransmits"] >= 1 and again["bytes"] == SIZE
+    assert h.metrics()["bootstrapd_tftp_retransmissions_total"] == retransmitted + again["retransmits"]
+
     # SIGKILL the worker serving a transfer: the client hears ERROR 0, the transfer ends as refused.
     killed: list[int] = []
 
@@ -148,7 +162,7 @@ def test_workers_serve_big_files_survive_a_killed_worker_and_leave_nothing(lab: 
         c.close()
     m = h.metrics()
     assert m["bootstrapd_tftp_worker_restarts_total"] == 1
-    assert m["bootstrapd_tftp_worker_transfers_total"] == 7
+    assert m["bootstrapd_tftp_worker_transfers_total"] == 8
     assert m['bootstrapd_files_fetches_total{protocol="tftp",result="worker_lost"}'] == 1
     assert m["bootstrapd_tftp_sessions"] == 0
     assert h.fd_count() == fds_before
