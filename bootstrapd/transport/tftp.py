@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import select
 import socket
@@ -40,7 +39,7 @@ from bootstrapd.transport.tftp_support import (
     interface_mtu,
     local_address,
 )
-from bootstrapd.transport.tftp_workers import Report, Workers
+from bootstrapd.transport.tftp_workers import Report, Workers, closed_of, job_header
 
 RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
 RECV_SESSION = 2048  # ACKs are 4 bytes; anything longer from the client is garbage, truncated
@@ -306,11 +305,7 @@ class TftpServer:
         """A big file's transfer, started here, goes on in a worker process when one has room."""
         if self.workers is None:
             return
-        t = self.timing
-        header = {"peer": list(transfer.peer), "blksize": negotiated.blksize, "windowsize": negotiated.windowsize,
-                  "timeout": negotiated.timeout, "oack": [list(o) for o in negotiated.oack],
-                  "timing": [t.timeout, t.retries, t.max_wait], "key": list(shared.key),
-                  "progress": list(dataclasses.astuple(transfer.session.progress()))}
+        header = job_header(transfer.peer, negotiated, self.timing, shared.key, transfer.session.progress())
         if self.workers.offer(transfer, header, [transfer.fd, shared.fd]):
             transfer.handed_off()
             self.metrics.tftp_worker_transfers.inc()
@@ -320,12 +315,7 @@ class TftpServer:
         session.payload_sent, session.retransmits = int(report["sent"]), int(report["retransmits"])
         if report["unknown_tid"]:
             self.metrics.tftp_drops.labels("unknown_tid").inc(int(report["unknown_tid"]))
-        try:
-            end = End(report["end"])
-        except ValueError:
-            end = End.ABORTED
-        closed = Closed(end, int(report["error"]), str(report["detail"] or ""))
-        self.finish(transfer, closed, report.get("reason"))
+        self.finish(transfer, closed_of(report), report.get("reason"))
 
     def _worker_lost(self, transfer: Transfer) -> None:
         with contextlib.suppress(OSError):  # from the transfer's own port, so the client heeds it

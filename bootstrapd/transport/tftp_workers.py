@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import bootstrapd
+from bootstrapd.tftp.options import Negotiated
+from bootstrapd.tftp.session import Closed, End, Progress, Timing
+from bootstrapd.transport.files_cache import Key
 
 PER_WORKER = 256  # transfers one worker holds; more would only queue behind the same core
 QUICK_DEATH = 5.0  # seconds: a worker dying this soon after its start counts towards giving up
@@ -36,6 +40,24 @@ MAX_QUICK_DEATHS = 3
 RECV_REPORT = 1 << 16
 
 Report = dict[str, Any]
+
+
+def job_header(peer: tuple[str, int], negotiated: Negotiated, timing: Timing, key: Key,
+               progress: Progress) -> Report:
+    """What a worker needs to go on with a transfer (tftp_worker.session_from reads it back)."""
+    return {"peer": list(peer), "blksize": negotiated.blksize, "windowsize": negotiated.windowsize,
+            "timeout": negotiated.timeout, "oack": [list(o) for o in negotiated.oack],
+            "timing": [timing.timeout, timing.retries, timing.max_wait], "key": list(key),
+            "progress": list(dataclasses.astuple(progress))}
+
+
+def closed_of(report: Report) -> Closed:
+    """How a worker's transfer ended, from its report."""
+    try:
+        end = End(report["end"])
+    except ValueError:
+        end = End.ABORTED
+    return Closed(end, int(report["error"]), str(report["detail"] or ""))
 
 
 def default_workers() -> int:
