@@ -81,8 +81,9 @@ class Slot:
 
 class Workers:
     def __init__(self, count: int, on_report: Callable[[Any, Report], None], on_lost: Callable[[Any], None],
-                 on_restart: Callable[[], None], log: Any) -> None:
+                 on_restart: Callable[[], None], log: Any, command: list[str] | None = None) -> None:
         self.slots = [Slot(i) for i in range(count)]
+        self.command = command or [sys.executable, "-m", "bootstrapd.transport.tftp_worker"]
         self.on_report, self.on_lost, self.on_restart, self.log = on_report, on_lost, on_restart, log
         self.loop: asyncio.AbstractEventLoop | None = None
         self._next_id = 0
@@ -103,7 +104,7 @@ class Workers:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
         try:
             slot.proc = subprocess.Popen(
-                [sys.executable, "-m", "bootstrapd.transport.tftp_worker", str(theirs.fileno())],
+                [*self.command, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except OSError as exc:
             ours.close()
