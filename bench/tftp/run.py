@@ -34,9 +34,10 @@ SERVERS = ("bootstrapd", "tftpd-hpa", "dnsmasq")
 
 
 def argv_for(name: str, root: Path, work: Path) -> list[str]:
-    if name == "bootstrapd":
+    if name.startswith("bootstrapd"):  # bootstrapd-wN: with N transfer workers (default: CPUs minus one)
+        workers = ["--workers", name.split("-w", 1)[1]] if "-w" in name else []
         return [sys.executable, "-m", "tests.integration.tftp_harness", "--root", str(root), "--address",
-                SERVER_IP, "--port", "69", "--blksize-max", "1468"]
+                SERVER_IP, "--port", "69", "--blksize-max", "1468", *workers]
     if name == "tftpd-hpa":  # foreground, secure (chroot-like -s), this address only, max blksize as ours
         return [shutil.which("in.tftpd") or "/usr/sbin/in.tftpd", "-L", "-s", str(root), "-a",
                 f"{SERVER_IP}:69", "-B", "1468"]
@@ -46,6 +47,12 @@ def argv_for(name: str, root: Path, work: Path) -> list[str]:
                 "--bind-interfaces", "--tftp-max=1000", "--user=root", "--group=root",
                 f"--pid-file={work / 'dnsmasq.pid'}", "--log-facility=-"]
     raise ValueError(name)
+
+
+def children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 class CpuMeter:
@@ -60,7 +67,8 @@ class CpuMeter:
             group = Path(base) / name
             try:
                 group.mkdir()
-                (group / "cgroup.procs").write_text(str(pid))
+                for proc in (pid, *children(pid)):  # bootstrapd's transfer workers are already running
+                    (group / "cgroup.procs").write_text(str(proc))
             except OSError:
                 with contextlib.suppress(OSError):
                     group.rmdir()
@@ -95,7 +103,7 @@ class Row:
 
     def line(self) -> str:
         per = 1000 * self.cpu / max(1, self.transfers)
-        return (f"| {self.scenario:9} | {self.server:10} | {self.transfers:5} | {self.failures:3} | "
+        return (f"| {self.scenario:9} | {self.server:13} | {self.transfers:5} | {self.failures:3} | "
                 f"{self.transfers / self.seconds:8.1f} | {self.mbytes / self.seconds:7.1f} | {self.cpu:6.2f} | "
                 f"{per:7.2f} |")
 
@@ -142,7 +150,7 @@ def one(lan: Any, client: Any, name: str, root: Path, work: Path, sc: Scenario, 
     log.close()
     meter: CpuMeter | None = None
     try:
-        time.sleep(1.0 if name == "bootstrapd" else 0.3)
+        time.sleep(1.0 if name.startswith("bootstrapd") else 0.3)
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited: {(work / f'{name}.log').read_text()[-2000:]}")
         meter = CpuMeter(proc.pid)

@@ -258,6 +258,9 @@ class Tftp:
         default=1, metadata=meta("seconds before a block is sent again, unless the client's timeout option asks")
     )
     retries: Annotated[int, POSITIVE] = field(default=5, metadata=meta("sends of one block before giving up"))
+    workers: Annotated[int, U8] | None = field(default=None, metadata=meta(
+        "processes serving transfers of big files (over 1 MiB) beside the main loop; null: CPUs minus one "
+        "(2 on a 2-CPU host, 0 on one CPU), 0: every transfer in the main loop"))
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,14 @@ class Metrics:
         self.tftp_retransmissions = Counter(
             f"{p}_tftp_retransmissions_total", "TFTP windows (or OACKs) sent again after a timeout", registry=r
         )
+        self.tftp_worker_transfers = Counter(
+            f"{p}_tftp_worker_transfers_total", "TFTP transfers of big files handed to a transfer worker process",
+            registry=r,
+        )
+        self.tftp_worker_restarts = Counter(
+            f"{p}_tftp_worker_restarts_total", "TFTP transfer worker processes started again after dying",
+            registry=r,
+        )
 
         # Service
         self.reloads = Counter(

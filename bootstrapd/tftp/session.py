@@ -20,6 +20,7 @@ Rules that matter:
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -74,6 +75,22 @@ class Step(NamedTuple):
 
 
 _OACK, _TRANSFER, _DONE = 0, 1, 2
+_ACK = b"\x00\x04"  # opcode 4 (RFC 1350 section 5)
+_DATA_HEAD = struct.Struct("!HH")  # opcode 3, block
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a running session stands: enough to continue it elsewhere (the shell's transfer workers)."""
+
+    oack_pending: bool  # the OACK is out, its ACK 0 not yet in
+    base: int  # first block not yet acknowledged
+    sent_upto: int
+    retries: int
+    since: float  # clock of the last progress
+    deadline: float
+    payload_sent: int
+    retransmits: int
 
 
 class Session:
@@ -112,6 +129,16 @@ class Session:
         self._retries = 0
         self._since = 0.0  # when the last progress was made
 
+    def progress(self) -> Progress:
+        return Progress(self._state == _OACK, self._base, self._sent_upto, self._retries, self._since,
+                        self.deadline, self.payload_sent, self.retransmits)
+
+    def resume(self, p: Progress) -> None:
+        """Continue from `p` (taken from a session of the same file and negotiation, not yet closed)."""
+        self._state = _OACK if p.oack_pending else _TRANSFER
+        self._base, self._sent_upto, self._retries, self._since = p.base, p.sent_upto, p.retries, p.since
+        self.deadline, self.payload_sent, self.retransmits = p.deadline, p.payload_sent, p.retransmits
+
     @property
     def acked(self) -> int:
         """Blocks acknowledged so far (absolute count)."""
@@ -125,6 +152,10 @@ class Session:
         return self._window(now)
 
     def receive(self, data: bytes, now: float) -> Step:
+        if self.windowsize == 1 and self._state == _TRANSFER and len(data) == 4 and data[:2] == _ACK:
+            base = self._base
+            if ((data[2] << 8 | data[3]) - base) & 0xFFFF == 0 and base < self.nblocks:
+                return self._next(base + 1, now)  # lock-step's common case: the ACK of the block out
         block = packet.ack_block(data)
         if block is None:
             other = self._other(data)
@@ -164,6 +195,20 @@ class Session:
         if self._base > self.nblocks:
             return self._close(Closed(End.OK))
         return self._progress(now)
+
+    def _next(self, base: int, now: float) -> Step:
+        """Lock-step: block `base - 1` acknowledged, `base` (not the end) goes out; what `_ack` does, inlined."""
+        self._base = self._sent_upto = base
+        self._retries = 0
+        self._since = now
+        deadline = self.deadline = now + self.interval
+        size = self.blksize
+        try:
+            chunk = self.source.read((base - 1) * size, size)
+        except SourceChanged as exc:
+            return self._fail(str(exc))
+        self.payload_sent += len(chunk)
+        return Step((_DATA_HEAD.pack(3, base & 0xFFFF) + chunk,), deadline)
 
     def _progress(self, now: float) -> Step:
         self._retries = 0

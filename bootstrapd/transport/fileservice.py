@@ -60,11 +60,13 @@ class FileService:
         if files.tftp is not None:
             from bootstrapd.tftp.session import Timing
             from bootstrapd.transport.tftp import TftpServer
+            from bootstrapd.transport.tftp_workers import default_workers
 
             t = files.tftp
             self.tftp = TftpServer(self.address, t.port, self.resolve, self._fetched, self.metrics, self.log,
                                    max_sessions=t.max_sessions, blksize_max=t.blksize_max,
-                                   windowsize_max=t.windowsize_max, timing=Timing(t.timeout, t.retries))
+                                   windowsize_max=t.windowsize_max, timing=Timing(t.timeout, t.retries),
+                                   workers=default_workers() if t.workers is None else t.workers)
             await self.tftp.start()
         if files.http is not None or files.https is not None:
             from bootstrapd.transport.http import HttpFileServer, tls_context

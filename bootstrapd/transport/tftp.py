@@ -25,7 +25,7 @@ from typing import Any
 from bootstrapd.files.outcome import Device, Fetched, FileRequest, Miss, MissReason, Protocol, Refused, Rendered, Static
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.tftp import packet
-from bootstrapd.tftp.options import Limits, negotiate
+from bootstrapd.tftp.options import Limits, Negotiated, negotiate
 from bootstrapd.tftp.packet import ErrorCode, Mode, Opcode, Request, TftpParseError
 from bootstrapd.tftp.session import Closed, End, Session, Source, Step, Timing, netascii
 from bootstrapd.transport.files_cache import BytesSource, FileCache, Reader, SharedFile
@@ -39,6 +39,7 @@ from bootstrapd.transport.tftp_support import (
     interface_mtu,
     local_address,
 )
+from bootstrapd.transport.tftp_workers import Report, Workers, closed_of, job_header
 
 RECV_REQUEST = packet.MAX_REQUEST + 1  # one byte more than a request may have: longer ones are refused
 RECV_SESSION = 2048  # ACKs are 4 bytes; anything longer from the client is garbage, truncated
@@ -74,7 +75,16 @@ class Transfer:
         self.request, self.resolution, self.peer, self.shared = request, resolution, peer, shared
         self.started = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
-        self.fd = sock.fileno()
+        self.fd = sock.fileno()  # -1 once handed to a worker process
+
+    def handed_off(self) -> None:
+        """A worker serves the socket now: this process stops watching it, and keeps its copy only to send
+        the client an ERROR should the worker die."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.unwatch(self.fd)
+        self.fd = -1
 
     def readable(self) -> None:
         # One datagram per wake-up: a transfer socket rarely holds more than one ACK, and the poller is
@@ -86,7 +96,12 @@ class Transfer:
         if addr != self.peer:
             self.server.unknown_tid(self.sock, addr)
             return
-        self.apply(self.session.receive(data, self.server.now()))
+        step = self.session.receive(data, self.server.now())
+        if step.closed is None and len(step.send) == 1 and self.timer is not None:  # lock-step's common case
+            with contextlib.suppress(OSError):  # a full buffer: the retransmission timer covers it
+                self.sock.sendto(step.send[0], addr)
+            return
+        self.apply(step)
 
     def expire(self) -> None:
         self.timer = None
@@ -115,7 +130,8 @@ class Transfer:
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.server.unwatch(self.fd)
+        if self.fd >= 0:
+            self.server.unwatch(self.fd)
         self.sock.close()
         if self.shared is not None:
             self.shared.release()
@@ -125,7 +141,7 @@ class Transfer:
 class TftpServer:
     def __init__(self, address: str, port: int, resolve: Resolve, on_fetch: OnFetch, metrics: Metrics,
                  log: Any, *, max_sessions: int = 1000, blksize_max: int = 1468, windowsize_max: int = 64,
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None, workers: int = 0) -> None:
         self.address, self.port = address, port
         self.resolve, self.on_fetch, self.metrics, self.log = resolve, on_fetch, metrics, log
         self.max_sessions = max_sessions
@@ -144,6 +160,8 @@ class TftpServer:
         # transfer's start and end cost an epoll_ctl rather than a selector re-registration.
         self._epoll: select.epoll | None = None
         self._by_fd: dict[int, Transfer] = {}
+        self.workers = Workers(workers, self._worker_report, self._worker_lost,
+                               metrics.tftp_worker_restarts.inc, log) if workers > 0 else None
         m = metrics
         self._fetches = m.files_fetches
         self._bytes = m.files_bytes_sent.labels(Protocol.TFTP.value)
@@ -167,13 +185,18 @@ class TftpServer:
         self.loop.add_reader(sock.fileno(), self._readable)
         self._epoll = select.epoll()
         self.loop.add_reader(self._epoll.fileno(), self._poll)
-        self.log.info("tftp.started", address=self.address, port=self.port)
+        if self.workers is not None:
+            self.workers.start(self.loop)
+        self.log.info("tftp.started", address=self.address, port=self.port,
+                      workers=len(self.workers.slots) if self.workers else 0)
 
     async def stop(self) -> None:
         if self.sock is not None:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+        if self.workers is not None:
+            self.workers.stop()
         for transfer in list(self.transfers):
             self.finish(transfer, Closed(End.ABORTED, detail=Reason.SHUTDOWN.value), Reason.SHUTDOWN.value)
         if self._epoll is not None:
@@ -259,7 +282,8 @@ class TftpServer:
             code = opened.code
             return self._refuse(request, addr, opened.reason, code, MISS_TEXT[code], resolution.device)
         source, shared = opened
-        session = Session(source, negotiate(pkt.options, self._limits_for(local), source.size), self.timing)
+        negotiated = negotiate(pkt.options, self._limits_for(local), source.size)
+        session = Session(source, negotiated, self.timing)
         try:
             sock = self._session_socket(local)
         except OSError as exc:
@@ -274,7 +298,30 @@ class TftpServer:
         assert self._epoll is not None
         self._epoll.register(transfer.fd, select.EPOLLIN)
         self._by_fd[transfer.fd] = transfer
-        transfer.apply(session.start(self.loop.time()))
+        if not transfer.apply(session.start(self.loop.time())) and shared is not None and shared.fd >= 0:
+            self._hand_off(transfer, shared, negotiated)
+
+    def _hand_off(self, transfer: Transfer, shared: SharedFile, negotiated: Negotiated) -> None:
+        """A big file's transfer, started here, goes on in a worker process when one has room."""
+        if self.workers is None:
+            return
+        header = job_header(transfer.peer, negotiated, self.timing, shared.key, transfer.session.progress())
+        if self.workers.offer(transfer, header, [transfer.fd, shared.fd]):
+            transfer.handed_off()
+            self.metrics.tftp_worker_transfers.inc()
+
+    def _worker_report(self, transfer: Transfer, report: Report) -> None:
+        session = transfer.session
+        session.payload_sent, session.retransmits = int(report["sent"]), int(report["retransmits"])
+        if report["unknown_tid"]:
+            self.metrics.tftp_drops.labels("unknown_tid").inc(int(report["unknown_tid"]))
+        self.finish(transfer, closed_of(report), report.get("reason"))
+
+    def _worker_lost(self, transfer: Transfer) -> None:
+        with contextlib.suppress(OSError):  # from the transfer's own port, so the client heeds it
+            transfer.sock.sendto(packet.encode_error(ErrorCode.NOT_DEFINED, "Server error"), transfer.peer)
+        self.finish(transfer, Closed(End.ABORTED, ErrorCode.NOT_DEFINED, "the transfer's worker process died"),
+                    Reason.WORKER_LOST.value)
 
     def _limits_for(self, local: str) -> Limits:
         limits = self._limits.get(local)

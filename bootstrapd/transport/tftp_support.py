@@ -27,6 +27,7 @@ class Reason(enum.Enum):
     TOO_BIG_FOR_NETASCII = "too_big_for_netascii"  # ERROR 0
     INTERNAL_ERROR = "internal_error"  # a bug in the resolver or here; ERROR 0, counted
     SHUTDOWN = "shutdown"  # the server stopped mid-transfer
+    WORKER_LOST = "worker_lost"  # the transfer worker process serving it died (transport/tftp_workers.py)
 
 
 # Which ERROR a miss gets (tftp-hpa's mapping: no such file 1, everything refused on purpose 2).

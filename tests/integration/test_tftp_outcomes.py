@@ -9,11 +9,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bootstrapd.files.outcome import Fetched, IdentifiedBy, Refused, Rendered, Static
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.tftp import packet
 from bootstrapd.tftp.packet import Opcode, Request
 from bootstrapd.tftp.session import Timing
+from bootstrapd.transport.files_cache import SNAPSHOT_MAX
 from bootstrapd.transport.tftp import TftpServer
 from tests.integration.tftp_harness import make_resolver
 
@@ -37,36 +40,45 @@ async def get(name: str, port: int, options: tuple[tuple[str, str], ...] = ()) -
     try:
         await loop.sock_sendto(sock, packet.encode_request(Request(Opcode.RRQ, name, "octet", options)),
                                ("127.0.0.1", port))
-        data = bytearray()
+        data, blksize, expected = bytearray(), 512, 1
         while True:
             raw, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), 5)
             pkt = packet.parse(raw)
             if isinstance(pkt, packet.Error):
                 return bytes(data), pkt.code
             if isinstance(pkt, packet.Oack):
+                blksize = int(dict(pkt.options).get("blksize", 512))
                 await loop.sock_sendto(sock, packet.encode_ack(0), addr)
                 continue
             assert isinstance(pkt, packet.Data)
-            data += pkt.payload
+            if pkt.block == expected & 0xFFFF:  # a block sent again (a late ACK) is only acknowledged again
+                data += pkt.payload
+                expected += 1
             await loop.sock_sendto(sock, packet.encode_ack(pkt.block), addr)
-            if len(pkt.payload) < 512:
+            if len(pkt.payload) < blksize:
                 return bytes(data), None
     finally:
         sock.close()
 
 
-def test_outcomes_metrics_and_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_outcomes_metrics_and_log(tmp_path: Path, workers: int) -> None:
+    """The same outcomes whether a big file's transfer stays in the loop or goes to a worker process."""
     body = os.urandom(3000)
     (tmp_path / "fw.bin").write_bytes(body)
+    big = os.urandom(SNAPSHOT_MAX + 5000)
+    (tmp_path / "fw.loads").write_bytes(big)
     outcomes: list[Fetched | Refused] = []
     metrics, log = Metrics(), Log()
     resolve = make_resolver(str(tmp_path), {"CP-7841-3PCC.cfg": b"<rendered/>"})
 
     async def scenario() -> None:
-        server = TftpServer("127.0.0.1", 0, resolve, outcomes.append, metrics, log, timing=Timing(0.2, 2, 1))
+        server = TftpServer("127.0.0.1", 0, resolve, outcomes.append, metrics, log, timing=Timing(0.5, 4, 5),
+                            workers=workers)
         await server.start()
         try:
             assert await get("fw.bin", server.port, (("tsize", "0"),)) == (body, None)
+            assert await get("fw.loads", server.port, (("blksize", "1468"),)) == (big, None)
             assert await get("cp-7841-3pcc.CFG", server.port) == (b"<rendered/>", None)
             assert await get("../x", server.port) == (b"", 2)
             assert await get("missing", server.port) == (b"", 1)
@@ -75,7 +87,8 @@ def test_outcomes_metrics_and_log(tmp_path: Path) -> None:
             await server.stop()
 
     asyncio.run(scenario())
-    fetched, rendered, traversal, missing = outcomes
+    fetched, loads, rendered, traversal, missing = outcomes
+    assert isinstance(loads, Fetched) and loads.bytes_sent == len(big) and loads.request.name == "fw.loads"
     assert isinstance(fetched, Fetched) and isinstance(fetched.resolution, Static)
     assert fetched.request.name == "fw.bin" and fetched.bytes_sent == 3000 and fetched.status == 0
     assert fetched.request.client.exploded == "127.0.0.1" and fetched.seconds >= 0
@@ -83,13 +96,17 @@ def test_outcomes_metrics_and_log(tmp_path: Path) -> None:
     assert isinstance(traversal, Refused) and (traversal.reason, traversal.status) == ("traversal", 2)
     assert isinstance(missing, Refused) and (missing.reason, missing.status) == ("not_found", 1)
     sample = metrics.registry.get_sample_value
-    assert sample("bootstrapd_files_fetches_total", {"protocol": "tftp", "result": "ok"}) == 2
+    assert sample("bootstrapd_files_fetches_total", {"protocol": "tftp", "result": "ok"}) == 3
+    assert sample("bootstrapd_tftp_worker_transfers_total") == (1 if workers else 0)
     assert sample("bootstrapd_files_fetches_total", {"protocol": "tftp", "result": "traversal"}) == 1
-    assert sample("bootstrapd_files_bytes_sent_total", {"protocol": "tftp"}) == 3000 + len(b"<rendered/>")
+    sent = 3000 + len(big) + len(b"<rendered/>")
+    assert sample("bootstrapd_files_bytes_sent_total", {"protocol": "tftp"}) >= sent  # retransmissions too
     assert sample("bootstrapd_tftp_sessions") == 0
     fetch_events = [kw for event, kw in log.events if event == "files.fetch"]
-    assert len(fetch_events) == 4
-    first = fetch_events[0]
+    assert len(fetch_events) == 5
+    first, second = fetch_events[0], fetch_events[1]
+    assert (second["result"], second["bytes"], second["blksize"], second["windowsize"]) == ("ok", len(big), 1468, 1)
+    assert second["resolved"] == os.path.realpath(tmp_path / "fw.loads")
     assert first["requested"] == "fw.bin" and first["resolved"] == os.path.realpath(tmp_path / "fw.bin")
     assert first["result"] == "ok" and first["bytes"] == 3000 and first["identified_by"] == IdentifiedBy.NONE.value
-    assert fetch_events[3]["result"] == "not_found" and fetch_events[3]["status"] == 1
+    assert fetch_events[4]["result"] == "not_found" and fetch_events[4]["status"] == 1

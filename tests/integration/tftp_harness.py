@@ -21,6 +21,7 @@ from bootstrapd.files.outcome import Device, FileRequest, IdentifiedBy, Miss, Re
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.tftp.session import Timing
 from bootstrapd.transport.tftp import TftpServer
+from bootstrapd.transport.tftp_workers import default_workers
 
 NOBODY = Device(None, IdentifiedBy.NONE)
 
@@ -55,6 +56,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--max-wait", type=float, default=30.0)
+    p.add_argument("--workers", type=int, default=-1, help="transfer worker processes; -1: the default")
     p.add_argument("--quiet", action="store_true", help="log only warnings (benchmarks)")
     return p.parse_args(argv)
 
@@ -72,7 +74,8 @@ async def _main(args: argparse.Namespace) -> None:
     server = TftpServer(args.address, args.port, resolve, lambda outcome: None, metrics, log,
                         max_sessions=args.max_sessions, blksize_max=args.blksize_max,
                         windowsize_max=args.windowsize_max,
-                        timing=Timing(args.timeout, args.retries, args.max_wait))
+                        timing=Timing(args.timeout, args.retries, args.max_wait),
+                        workers=default_workers() if args.workers < 0 else args.workers)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -83,7 +86,8 @@ async def _main(args: argparse.Namespace) -> None:
             with open(args.metrics + ".tmp", "wb") as f:
                 f.write(generate_latest(metrics.registry))
             os.replace(args.metrics + ".tmp", args.metrics)
-        log.warning("harness.metrics", sessions=len(server.transfers), peak=server.peak_sessions, cached=len(server.cache.files))
+        log.warning("harness.metrics", sessions=len(server.transfers), peak=server.peak_sessions,
+                    cached=len(server.cache.files), workers=server.workers.pids() if server.workers else [])
 
     loop.add_signal_handler(signal.SIGUSR1, dump)
     await server.start()

@@ -142,6 +142,21 @@ def test_block_numbers_wrap_past_65535() -> None:
     assert s.acked == 70001
 
 
+def test_lock_step_wraps_past_65535_too() -> None:
+    """Lock-step has its own fast path in `receive`: the same wrap, the same bytes, the same end."""
+    size = 8 * 70000 + 5
+    s = Session(Sparse(size), Negotiated(blksize=8))
+    step = s.start(0)
+    wire, sent = blocks(step), len(payload(step))
+    while step.closed is None:
+        step = s.receive(encode_ack(wire[-1]), 0)
+        assert s.receive(encode_ack(wire[-1]), 0).send == ()  # the same ACK again: nothing
+        wire += blocks(step)
+        sent += len(payload(step))
+    assert step.closed.end is End.OK and sent == size == s.payload_sent
+    assert wire[65534:65538] == [65535, 0, 1, 2] and len(wire) == 70001
+
+
 def test_packets_other_than_ack_or_error_end_with_error_4() -> None:
     s = Session(Bytes(b"q"), Negotiated())
     s.start(0)
@@ -170,6 +185,40 @@ def test_a_changed_source_ends_with_error_0() -> None:
     step = s.receive(encode_ack(1), 0)
     assert step.closed is not None and step.closed.end is End.FILE_CHANGED
     assert parse(step.send[0]) == Error(0, "file changed during transfer")
+
+
+def test_a_resumed_session_continues_where_the_first_stopped() -> None:
+    """The shell hands big transfers to a worker process: a session rebuilt there from `progress()` sends
+    the same blocks, keeps the back-off it had and counts on from the same totals."""
+    data = bytes(range(256)) * 20  # 5120 bytes: 10 blocks of 512 and an empty one
+    first = Session(Bytes(data), Negotiated(windowsize=2, oack=(("windowsize", "2"),)), Timing(timeout=1.0))
+    first.start(0.0)
+    assert first.progress().oack_pending
+    first.receive(encode_ack(0), 0.1)  # blocks 1, 2 out
+    first.expire(1.1)  # retransmitted once: the next wait is 2 s
+    p = first.progress()
+    assert (p.oack_pending, p.base, p.sent_upto, p.retries, p.retransmits) == (False, 1, 2, 1, 1)
+    second = Session(Bytes(data), Negotiated(windowsize=2, oack=(("windowsize", "2"),)), Timing(timeout=1.0))
+    second.resume(p)
+    assert second.deadline == first.deadline == 3.1
+    assert second.expire(2.0).send == ()
+    step = second.receive(encode_ack(2), 2.5)
+    assert blocks(step) == [3, 4]
+    got = payload(step)
+    while step.closed is None:
+        step = second.receive(encode_ack(blocks(step)[-1]), 2.7)
+        got += payload(step)
+    assert got == data[1024:] and step.closed.end is End.OK
+    assert second.retransmits == 1 and second.payload_sent == p.payload_sent + len(data) - 1024
+
+
+def test_a_session_resumed_before_ack_zero_still_waits_for_it() -> None:
+    s = Session(Bytes(b"abc"), Negotiated(oack=(("tsize", "3"),)))
+    s.start(0.0)
+    t = Session(Bytes(b"abc"), Negotiated(oack=(("tsize", "3"),)))
+    t.resume(s.progress())
+    assert parse(t.expire(1.0).send[0]) == Oack((("tsize", "3"),))
+    assert blocks(t.receive(encode_ack(0), 1.1)) == [1]
 
 
 @pytest.mark.parametrize(("text", "wire"), [
