@@ -5,6 +5,7 @@ fetch is one `files.fetch` event, a count on /metrics and the device's `profile_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -185,3 +186,23 @@ def metric(env: FilesLab, name: str, **labels: str) -> float:
             if got == want:
                 return float(value)
     return 0.0
+
+
+def test_a_storm_of_500_phones_over_tftp_and_http_at_once(env: FilesLab) -> None:
+    """250 TFTP and 250 HTTP fetches of the firmware load started together: every one completes with the
+    file's bytes, nothing is refused, and the daemon holds no more descriptors afterwards than before."""
+    assert env.daemon.proc is not None
+    fds = f"/proc/{env.daemon.proc.pid}/fd"
+    before = len(os.listdir(fds))
+    proc = env.phone.run([sys.executable, "-m", "tests.integration.storm_client", SERVER,
+                          "firmware/sip78xx.loads", "/firmware/sip78xx.loads", "250"], timeout=120)
+    got = json.loads(proc.stdout)
+    want = hashlib.sha256((env.work / "root/firmware/sip78xx.loads").read_bytes()).hexdigest()
+    assert got["errors"] == [] and got["tftp_ok"] == 250 and got["http_ok"] == 250, got["errors"][:5]
+    assert got["digests"] == {"tftp": [want], "http": [want]}
+    assert metric(env, "bootstrapd_files_fetches_total", protocol="tftp", result="session_limit") == 0
+    deadline = time.monotonic() + 10
+    while len(os.listdir(fds)) > before and time.monotonic() < deadline:  # transfers' last ACKs, closes
+        time.sleep(0.2)
+    assert len(os.listdir(fds)) <= before
+    assert metric(env, "bootstrapd_tftp_sessions") == 0
