@@ -211,3 +211,41 @@ def test_central_down_each_site_stays_right_and_the_central_report_catches_up(
     assert states[("austin", AUSTIN[0].hex(":"))] == "done"
     assert doc["summary"]["done"] == 2 and all(s.shipper.up for s in sites)
     assert outbox.waiting(dallas.tracker.writer.conn, 0) == 0
+
+
+def test_the_daemon_ships_what_its_phones_do_and_rides_out_an_outage(
+    staging: Any, tmp_path: Path, pg_cluster: Any, pg_dsn: str
+) -> None:
+    """The real daemon in the lab: a phone's lease reaches the central report by itself; with the central
+    database stopped DHCP goes on (the shipper is not in its path) and the backlog ships when it is back."""
+    from tests.integration.daemon import Daemon, site_config
+    from tests.integration.test_dhcp_clients import need, udhcpc
+
+    need("udhcpc")
+    daemon = Daemon(staging.server, tmp_path, site_config(site="floor-9", central={"dsn": pg_dsn})).start()
+
+    def central_macs(timeout: float) -> set[str]:
+        ends, macs = time.monotonic() + timeout, set()
+        while time.monotonic() < ends:
+            proc = run("report", "-c", str(daemon.site_path), "--all-sites", "--json")
+            if proc.returncode == 0:
+                macs = {r["mac"] for r in json.loads(proc.stdout)["devices"] if r["site"] == "floor-9"}
+                if len(macs) >= want:
+                    break
+            time.sleep(0.5)
+        return macs
+
+    want = 1
+    assert udhcpc(staging.clients[0], tmp_path, "-V", "CP-8841-3PCC")["ip"]
+    assert len(central_macs(15)) == 1
+    pg_cluster.stop()
+    try:
+        assert udhcpc(staging.clients[1], tmp_path, "-V", "CP-8841-3PCC", timeout=10)["ip"]  # DHCP unaffected
+        daemon.wait_for("central.down", timeout=10)
+        assert len(report(daemon.site_path)["devices"]) == 2  # the site's own report has it at once
+    finally:
+        pg_cluster.start()
+    daemon.wait_for("central.up", timeout=30)
+    want = 2
+    assert len(central_macs(15)) == 2
+    assert daemon.stop() == 0
