@@ -199,11 +199,21 @@ class Service:
         listen = self.site.metrics.listen
         if listen is None:
             return
+        from bootstrapd.central import enabled
         from bootstrapd.transport.floorpage import FloorPage
 
         self.floorpage = FloorPage(listen.host, listen.port, self.metrics.registry, self._report_provider, self.log,
-                                   download_name=f"{self.site.site}-report.csv")
+                                   download_name=f"{self.site.site}-report.csv",
+                                   sites=self._sites_json if enabled(self.site) else None)
         await self.floorpage.start()
+
+    def _sites_json(self) -> str:
+        """/sites.json: `report --all-sites --json` (in the floor page's worker thread: it reads the central DB)."""
+        from bootstrapd.central import central_dsn
+        from bootstrapd.central.db import read_sites
+        from bootstrapd.signoff import render_all_sites
+
+        return render_all_sites(read_sites(central_dsn(self.site)), time.time(), "json")
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""

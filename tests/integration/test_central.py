@@ -249,3 +249,62 @@ def test_the_daemon_ships_what_its_phones_do_and_rides_out_an_outage(
     want = 2
     assert len(central_macs(15)) == 2
     assert daemon.stop() == 0
+
+
+def test_the_floor_page_shows_every_site_and_says_when_central_is_away(
+    sites: list[FloorSite], pg_cluster: Any, pg_dsn: str
+) -> None:
+    """/sites.json is `report --all-sites --json` (read in a worker thread, cached SITES_TTL); /sites.html
+    renders it; 503 with the reason while the central database is stopped; 404 without `central:`."""
+    import asyncio
+
+    import aiohttp
+
+    from bootstrapd.central.db import read_sites
+    from bootstrapd.signoff import render_all_sites
+    from bootstrapd.transport.floorpage import SITES_TTL, FloorPage
+    from tests.integration.floor_report import TestReport
+
+    dallas, austin = sites
+    dallas.boot(DALLAS[0], 0, MsgKind.RESYNC_SUCCEEDED)
+    austin.boot(AUSTIN[0], 0, MsgKind.RESYNC_SUCCEEDED)
+    for s in sites:
+        ship_all(s)
+    clock = [0.0]
+
+    async def main() -> None:
+        page = FloorPage("127.0.0.1", 0, CollectorRegistry(), TestReport(), clock=lambda: clock[0],
+                         sites=lambda: render_all_sites(read_sites(pg_dsn), time.time(), "json"))
+        alone = FloorPage("127.0.0.1", 0, CollectorRegistry(), TestReport())
+        await page.start()
+        await alone.start()
+        try:
+            assert page.address is not None and alone.address is not None
+            url = f"http://127.0.0.1:{page.address[1]}"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "/sites.json") as r:
+                    assert r.status == 200
+                    doc = await r.json()
+                assert [s["site"] for s in doc["sites"]] == ["austin", "dallas"] and doc["summary"]["done"] == 2
+                async with http.get(url + "/sites.html") as r:
+                    assert r.status == 200 and "/sites.js" in await r.text()
+                async with http.get(url + "/sites.js") as r:
+                    assert r.status == 200 and "textContent" in await r.text()
+                pg_cluster.stop()
+                try:
+                    async with http.get(url + "/sites.json") as r:
+                        assert r.status == 200  # the cached rendering, within SITES_TTL
+                    clock[0] += SITES_TTL
+                    async with http.get(url + "/sites.json") as r:
+                        assert r.status == 503 and "central database" in await r.text()
+                    async with http.get(url + "/report.json") as r:
+                        assert r.status == 200  # the floor's own report is not affected
+                finally:
+                    pg_cluster.start()
+                async with http.get(f"http://127.0.0.1:{alone.address[1]}/sites.json") as r:
+                    assert r.status == 404
+        finally:
+            await page.stop()
+            await alone.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
