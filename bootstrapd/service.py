@@ -208,12 +208,12 @@ class Service:
         await self.floorpage.start()
 
     def _sites_json(self) -> str:
-        """/sites.json: `report --all-sites --json` (in the floor page's worker thread: it reads the central DB)."""
+        """/sites.json: `report --all-sites --json`'s summaries (in the floor page's worker thread)."""
         from bootstrapd.central import central_dsn
         from bootstrapd.central.db import read_sites
         from bootstrapd.signoff import render_all_sites
 
-        return render_all_sites(read_sites(central_dsn(self.site)), time.time(), "json")
+        return render_all_sites(read_sites(central_dsn(self.site)), time.time(), "summary")
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""

@@ -34,10 +34,11 @@ def render(report: Report, fmt: str, site: str) -> str:
 
 
 def render_all_sites(sites: Sequence[SiteData], now: float, fmt: str) -> str:
-    """`report --all-sites`: every site's report at `now`, with a `site` column (floor/sites.py)."""
+    """`report --all-sites`: every site's report at `now`, with a `site` column (floor/sites.py);
+    `summary`: the JSON without the device rows (the floor page's view)."""
     report = build_all_sites(sites, now)
-    if fmt == "json":
-        return sites_json(report)
+    if fmt in ("json", "summary"):
+        return sites_json(report, devices=fmt == "json")
     if fmt == "csv":
         return sites_csv(report)
     return sites_table(report)

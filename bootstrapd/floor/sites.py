@@ -93,9 +93,12 @@ def _site_summary(part: SiteReport) -> dict[str, Any]:
             "pending": d.pending, "summary": part.report.summary}
 
 
-def sites_json(report: AllSites) -> str:
-    doc = {"site": None, "generated_at": iso(report.generated_at), "summary": report.summary,
-           "sites": [_site_summary(p) for p in report.sites], "devices": list(report.rows)}
+def sites_json(report: AllSites, devices: bool = True) -> str:
+    """`devices` False: the summaries only (the floor page's all-sites view, however big the rollout)."""
+    doc: dict[str, Any] = {"site": None, "generated_at": iso(report.generated_at), "summary": report.summary,
+                           "sites": [_site_summary(p) for p in report.sites]}
+    if devices:
+        doc["devices"] = list(report.rows)
     return json.dumps(doc, indent=2) + "\n"
 
 

@@ -6,9 +6,9 @@
     GET /report.json    the report as the provider renders it
     GET /report.csv     the same, as a spreadsheet download
     GET /sites.html     every site's summary from the central database (sites.js polls /sites.json)
-    GET /sites.json     `bootstrapd report --all-sites --json`, built in a worker thread (it reads the
-                        central database) at most every SITES_TTL seconds; 404 without `central:`, 503
-                        while the database cannot be read
+    GET /sites.json     `bootstrapd report --all-sites --json` without the device rows (the CLI has them),
+                        built in a worker thread (it reads the central database) at most every SITES_TTL
+                        seconds; 404 without `central:`, 503 while the database cannot be read
     GET /events         Server-Sent Events: `report` (the whole report, compact) whenever it changed, else
                         `tick` ({"generated_at"}) once a second so the page can count time in stage
 
@@ -253,12 +253,14 @@ class FloorPage:
         async with self._sites_lock:  # one build at a time, shared by everyone waiting for it
             cached = self._sites_cache
             if cached is None or self._clock() >= cached[0]:
+                started = self._clock()
                 try:
                     text = await asyncio.to_thread(self._sites)
                 except Exception as e:  # the central database away: say so, keep serving the rest
                     self._log.warning("floorpage.sites_failed", error=f"{type(e).__name__}: {e}")
                     raise web.HTTPServiceUnavailable(text=f"{e}\n", headers={"Retry-After": "5"}) from e
-                cached = self._sites_cache = (self._clock() + SITES_TTL, text)
+                took = self._clock() - started  # a big rollout's build holds the GIL: rebuilt less often
+                cached = self._sites_cache = (self._clock() + max(SITES_TTL, BUSY * took), text)
         return web.Response(text=cached[1], content_type="application/json", headers={"Cache-Control": "no-store"})
 
     def _rendering(self) -> Rendering:

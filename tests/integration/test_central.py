@@ -274,7 +274,7 @@ def test_the_floor_page_shows_every_site_and_says_when_central_is_away(
 
     async def main() -> None:
         page = FloorPage("127.0.0.1", 0, CollectorRegistry(), TestReport(), clock=lambda: clock[0],
-                         sites=lambda: render_all_sites(read_sites(pg_dsn), time.time(), "json"))
+                         sites=lambda: render_all_sites(read_sites(pg_dsn), time.time(), "summary"))
         alone = FloorPage("127.0.0.1", 0, CollectorRegistry(), TestReport())
         await page.start()
         await alone.start()
@@ -286,6 +286,7 @@ def test_the_floor_page_shows_every_site_and_says_when_central_is_away(
                     assert r.status == 200
                     doc = await r.json()
                 assert [s["site"] for s in doc["sites"]] == ["austin", "dallas"] and doc["summary"]["done"] == 2
+                assert "devices" not in doc
                 async with http.get(url + "/sites.html") as r:
                     assert r.status == 200 and "/sites.js" in await r.text()
                 async with http.get(url + "/sites.js") as r:
