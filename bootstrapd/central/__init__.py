@@ -21,8 +21,10 @@ def enabled(site: Site) -> bool:
 def central_dsn(site: Site) -> str:
     """The connection string: `central.dsn`, or the first line of `central.dsn_file`. StoreError otherwise."""
     c = site.central
-    if c is None or not c.enabled:
+    if c is None:
         raise StoreError("no central database in the site file (central: {dsn: ...})")
+    if not c.enabled:
+        raise StoreError("central.enabled is false in the site file")
     if c.dsn is not None:
         return c.dsn
     if c.dsn_file is None:
