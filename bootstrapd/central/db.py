@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 
 from bootstrapd.central import sql
+from bootstrapd.central.shipper import Heartbeat
 from bootstrapd.errors import StoreError
 from bootstrapd.floor.codec import loads
 from bootstrapd.floor.funnel import DeviceState
@@ -25,17 +25,6 @@ _SESSION = "SET statement_timeout = '10s'; SET lock_timeout = '5s'"
 
 class CentralError(StoreError):
     """The central database cannot be reached or used."""
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    site: str
-    node: str
-    origin: str
-    now: float
-    pending: int
-    stall_after: dict[str, float]
-    inventory: bool
 
 
 def first_line(e: BaseException) -> str:

@@ -48,9 +48,23 @@ class Central(Protocol):
 
     def knows(self, site: str, node: str, origin: str) -> bool: ...
 
-    def ship(self, rows: Sequence[dict[str, Any]], hb: Any, inventory: Sequence[tuple[str, str]] | None) -> int: ...
+    def ship(self, rows: Sequence[dict[str, Any]], hb: Heartbeat,
+             inventory: Sequence[tuple[str, str]] | None) -> int: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The site's row in bootstrapd_central_nodes, sent with every ship."""
+
+    site: str
+    node: str
+    origin: str
+    now: float
+    pending: int
+    stall_after: dict[str, float]
+    inventory: bool
 
 
 @dataclass(frozen=True)
@@ -147,8 +161,6 @@ class Shipper:
             return False
         left = self._waiting() - len(entries)
         rows = [funnel_row(self.site, self.node, self.origin, e, now) for e in entries]
-        from bootstrapd.central.db import Heartbeat
-
         hb = Heartbeat(self.site, self.node, self.origin, now, left, dict(ctx.limits), ctx.inventory is not None)
         try:
             db.ship(rows, hb, inventory)
