@@ -125,7 +125,8 @@ def ship_all(floor: FloorSite) -> None:
             return
 
 
-def test_two_sites_in_one_central_report(sites: list[FloorSite], capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_sites_in_one_central_report(sites: list[FloorSite], capsys: pytest.CaptureFixture[str],
+                                        pg_dsn: str) -> None:
     dallas, austin = sites
     dallas.boot(DALLAS[0], 0, MsgKind.RESYNC_SUCCEEDED)
     dallas.boot(DALLAS[1], 1, MsgKind.RESYNC_FAILED)
@@ -138,6 +139,13 @@ def test_two_sites_in_one_central_report(sites: list[FloorSite], capsys: pytest.
         get = s.metrics.registry.get_sample_value
         assert get("bootstrapd_central_up") == 1 and get("bootstrapd_central_outbox_rows") == 0
         assert abs((get("bootstrapd_central_last_shipped_timestamp_seconds") or 0) - time.time()) < 60
+    import psycopg
+
+    with psycopg.connect(pg_dsn) as conn:  # plain columns for whoever queries the database directly
+        row = conn.execute("SELECT stage, resync, model, timeline ? 'leased', node FROM bootstrapd_central_devices"
+                           " WHERE site = 'dallas' AND mac = %s", (DALLAS[1].hex(":"),)).fetchone()
+        assert row == ("resync_failed", "failed", "CP-8841-3PCC", True, "dallas")
+        assert conn.execute("SELECT count(*) FROM bootstrapd_central_inventory WHERE site = 'dallas'").fetchone() == (4,)
     doc = report(dallas.path, "--all-sites")
     assert [(s["site"], s["nodes"], s["pending"]) for s in doc["sites"]] == [("austin", ["austin"], 0),
                                                                             ("dallas", ["dallas"], 0)]
@@ -309,3 +317,33 @@ def test_the_floor_page_shows_every_site_and_says_when_central_is_away(
             await alone.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_ships_are_idempotent_and_the_newest_wins(pg_dsn: str) -> None:
+    """Straight at the database: a batch shipped twice changes nothing the second time; within one origin
+    the higher sequence wins (a late retry of an old batch loses); between two origins the later sighting."""
+    from bootstrapd.central.db import CentralDb
+    from bootstrapd.central.shipper import Heartbeat
+    from bootstrapd.floor import codec
+    from bootstrapd.floor.funnel import DeviceState, Stage
+
+    def row(origin: str, seq: int, stage: Stage, last_seen: float) -> dict[str, Any]:
+        state = DeviceState("00:56:2b:0d:00:01", 1.0, stage=stage, since=last_seen, timeline={stage.label: last_seen})
+        return {"site": "s", "mac": state.mac, "origin": origin, "seq": seq, "node": "n", "stage": stage.label,
+                "timeline": dict(state.timeline), "first_seen": 1.0, "last_seen": last_seen,
+                "funnel": json.loads(codec.dumps(state)), "shipped_at": 0.0}
+
+    db = CentralDb(pg_dsn, "test")
+    try:
+        db.prepare()
+        db.prepare()  # a second node starting: nothing to create
+        hb = Heartbeat("s", "n", "o1", 0.0, 0, {}, False)
+        assert db.ship([row("o1", 5, Stage.LEASED, 10.0)], hb, None) == 1
+        assert db.ship([row("o1", 5, Stage.LEASED, 10.0)], hb, None) == 0  # the same batch again
+        assert db.ship([row("o1", 4, Stage.OFFERED, 9.0)], hb, None) == 0  # older within the origin
+        assert db.ship([row("o2", 1, Stage.OFFERED, 9.5)], hb, None) == 0  # another origin, an older sighting
+        assert db.ship([row("o2", 2, Stage.RESYNC_SUCCEEDED, 11.0)], hb, None) == 1  # ... a newer one
+        stage = db.conn.execute("SELECT stage, origin, seq FROM bootstrapd_central_devices").fetchall()
+        assert stage == [("resync_succeeded", "o2", 2)] and db.round_trips == 5
+    finally:
+        db.close()
