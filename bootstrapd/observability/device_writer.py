@@ -26,6 +26,7 @@ class Writer:
         self.acked = 0  # set by the shipper's thread: outbox rows up to this seq are shipped
         self._deleted = 0
         self.requeue = False  # set by the shipper's thread: queue every device again (a central without us)
+        self._requeue_after = 0  # the requeue's progress (rowid), a slice per flush
         self.dirty: set[bytes] = set()
         self._evicted: set[bytes] = set()
         self._reset: set[bytes] = set()  # evicted, then seen again before the delete was written
@@ -68,6 +69,7 @@ class Writer:
         entries = [(c, e.seq, e.time, e.kind, e.text) for c in dirty for e in self._history.get(c, ())]
         trims = [(c, devices[c].history_seq - self._bound[c]) for c in dirty if c in self._history]
         resets = [(c,) for c in dirty if c in self._reset]
+        last, n = 0, 0  # the requeue slice's last rowid and size
         try:
             self.conn.execute("BEGIN")
             self.conn.executemany("DELETE FROM history WHERE chaddr = ?", resets)
@@ -81,7 +83,9 @@ class Writer:
                 if acked > self._deleted:
                     self.conn.execute(outbox.ACK, (acked,))
                 if requeue:
-                    self.conn.execute(outbox.ENQUEUE_ALL)
+                    after = self._requeue_after
+                    self.conn.execute(outbox.ENQUEUE_SLICE, (after, outbox.REQUEUE_SLICE))
+                    last, n = self.conn.execute(outbox.SLICE_END, (after, outbox.REQUEUE_SLICE)).fetchone()
             self.conn.execute("COMMIT")
         except sqlite3.Error as e:
             if self.conn.in_transaction:
@@ -90,8 +94,9 @@ class Writer:
                 self._log.warning("devices.flush_failed", error=str(e), pending=len(rows) + len(gone))
             return False  # not at once again: the next try is a FLUSH_INTERVAL away
         self._deleted = max(self._deleted, acked)
-        if requeue:
-            self.requeue = False
+        if requeue:  # done when a slice came up short; the shipper waits until then
+            self._requeue_after = 0 if n < outbox.REQUEUE_SLICE else int(last)
+            self.requeue = n >= outbox.REQUEUE_SLICE
         self.dirty.difference_update(dirty)
         self._evicted.difference_update(gone)
         self._reset.difference_update(dirty)

@@ -219,6 +219,35 @@ def test_switching_central_on_queues_the_devices_already_there_and_off_empties(t
     t.close()
 
 
+def test_a_central_without_this_site_gets_every_device_again_in_slices(tmp_path: Path, site: Site,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootstrapd.observability import outbox
+
+    clock, world = Clock(), World()
+    t, s = make(tmp_path, site, clock, world)
+    for m in MACS:
+        lease(t, m)
+    for _ in range(3):
+        t.flush()
+        s.run_once()
+    t.flush()
+    assert rows(t) == [] and len(world.rows) == 3
+    world.origins.clear()
+    world.rows.clear()  # the central database restored from before this site existed
+    s._drop()
+    monkeypatch.setattr(outbox, "REQUEUE_SLICE", 2)
+    assert s.run_once() is False and t.writer.requeue  # it asks, then waits for the writer
+    t.flush()
+    assert t.writer.requeue and len(rows(t)) == 2  # a slice per transaction
+    assert s.run_once() is False and world.rows == {}
+    t.flush()
+    assert not t.writer.requeue and len(rows(t)) == 3
+    s.run_once()
+    t.flush()
+    assert rows(t) == [] and sorted(world.rows) == sorted(m.hex(":") for m in MACS)
+    t.close()
+
+
 # -- the report across sites (pure) --------------------------------------------------------------------------
 def state(mac: str, stage: Stage | None, t: float = 100.0) -> DeviceState:
     return DeviceState(mac, t, stage=stage, since=t, timeline={stage.label: t} if stage else {})
