@@ -115,6 +115,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     site = _site(args)
     if site is None:
         return EXIT_INVALID
+    if args.all_sites:
+        return _report_all_sites(site, args.format)
     try:
         report, problems = load_report(site, time.time())
     except StoreError as e:
@@ -126,14 +128,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_all_sites(site: Site, fmt: str) -> int:
+    """The central database's view of every site (the plain `report` never touches it)."""
+    import time
+
+    from bootstrapd.signoff import StoreError, render_all_sites
+
+    try:
+        from bootstrapd.central import central_dsn
+        from bootstrapd.central.db import read_sites
+
+        sites = read_sites(central_dsn(site))
+    except ImportError:
+        print("bootstrapd report: --all-sites needs psycopg: pip install 'bootstrapd[postgresql]'", file=sys.stderr)
+        return EXIT_INVALID
+    except StoreError as e:
+        print(f"bootstrapd report --all-sites: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(render_all_sites(sites, time.time(), fmt))
+    return EXIT_OK
+
+
 def _listing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
-                    func: object) -> None:
+                    func: object) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
     p.add_argument("-c", "--config", required=True, metavar="SITE.yaml", help="the site file (for state_dir)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON array of objects")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
     p.set_defaults(func=func, format="table")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     _listing_parser(sub, "leases", "list the lease database (also while the daemon runs)", _cmd_leases)
     _listing_parser(sub, "devices", "list every device seen and the furthest boot stage observed", _cmd_devices)
 
-    _listing_parser(sub, "report", "the sign-off report: every device's fate against the inventory", _cmd_report)
+    rep = _listing_parser(sub, "report", "the sign-off report: every device's fate against the inventory",
+                          _cmd_report)
+    rep.add_argument("--all-sites", action="store_true",
+                     help="every site's devices from the central database (the site file's central:)")
 
     lab = sub.add_parser("lab", help="lab tools: `lab demo` boots phones on a private virtual LAN (root)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)

@@ -73,7 +73,7 @@ def restart_settings(site: Site) -> tuple[object, ...]:
 
     store = site.store  # partners apply at reload (the rogue guard reads them each round)
     return (site.listen, site.state_dir, site.syslog.port if site.syslog else None,
-            (store.backend, store.dsn, store.dsn_file, store.node), restart_keys(site.files))
+            (store.backend, store.dsn, store.dsn_file, store.node), restart_keys(site.files), site.central)
 
 
 class FunnelReport:
@@ -108,6 +108,7 @@ class Service:
         self.dhcp: Any = None
         self.rogue: Any = None
         self.devices: Any = None
+        self.central: Any = None  # the cross-site inventory's shipper (bootstrapd/central), when configured
         self.syslog: Any = None
         self.files: Any = None
         self.floorpage: Any = None
@@ -153,7 +154,10 @@ class Service:
         await self._start_metrics()
         self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
         self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
-        self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log, metrics=self.metrics)
+        from bootstrapd.central import enabled
+
+        self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log, metrics=self.metrics,
+                                     ship=enabled(site))
         self.dns = DnsServer(site, self.metrics, self.log, on_query=self.devices.dns_query,
                              on_query_types=QUERY_TYPES)
         await self.dns.start()
@@ -174,18 +178,42 @@ class Service:
             self.syslog = SyslogServer(site, self.metrics, self.log, on_message=self._syslog_message)
             await self.syslog.start()
         self.devices.start()
+        self._start_central()
         self.rogue.start()
+
+    def _start_central(self) -> None:
+        """The shipper's thread; a central database that cannot be used never keeps the floor from serving."""
+        from bootstrapd.central import enabled, open_shipper
+
+        if not enabled(self.site):
+            return
+        try:
+            self.central = open_shipper(lambda: self.site, self.devices, self.metrics, self.log)
+        except BootstrapdError as e:
+            self.log.error("central.disabled", error=str(e))
+            return
+        self.central.start()
 
     async def _start_metrics(self) -> None:
         """metrics.listen: /metrics, the live floor page and the sign-off report (bootstrapd.transport.floorpage)."""
         listen = self.site.metrics.listen
         if listen is None:
             return
+        from bootstrapd.central import enabled
         from bootstrapd.transport.floorpage import FloorPage
 
         self.floorpage = FloorPage(listen.host, listen.port, self.metrics.registry, self._report_provider, self.log,
-                                   download_name=f"{self.site.site}-report.csv")
+                                   download_name=f"{self.site.site}-report.csv",
+                                   sites=self._sites_json if enabled(self.site) else None)
         await self.floorpage.start()
+
+    def _sites_json(self) -> str:
+        """/sites.json: `report --all-sites --json`'s summaries (in the floor page's worker thread)."""
+        from bootstrapd.central import central_dsn
+        from bootstrapd.central.db import read_sites
+        from bootstrapd.signoff import render_all_sites
+
+        return render_all_sites(read_sites(central_dsn(self.site)), time.time(), "summary")
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of WatchdogSec, from the event loop: a wedged loop stops the pings."""
@@ -231,6 +259,8 @@ class Service:
             await self.dhcp.stop()
         if self.dns is not None:
             await self.dns.stop()
+        if self.central is not None:
+            self.central.close()  # before the tracker's last flush, which deletes what it shipped
         if self.devices is not None:
             self.devices.close()
         if self.floorpage is not None:
@@ -282,8 +312,8 @@ class Service:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
                 self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir, the syslog port, the lease store and the file servers "
-                                 "apply at restart")
+                                 detail="listen, state_dir, the syslog port, the lease store, central and the file "
+                                 "servers apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

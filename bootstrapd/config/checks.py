@@ -93,7 +93,8 @@ class Checker:
 
     def run(self) -> list[Diagnostic]:
         for check in (self._listen, self._subnets, self._reservations, self._classes, self._option_sizes,
-                      self._raw_options, self._records, self._srv, self._syslog, self._store):
+                      self._raw_options, self._records, self._srv, self._syslog, self._store,
+                      self._central):
             check()
         from bootstrapd.files.check import check_files  # renders templates: loaded only when checking
 
@@ -113,19 +114,29 @@ class Checker:
         st = self.site.store
         if self._bad("store") or st.backend is not StoreBackend.POSTGRESQL:
             return  # sqlite ignores dsn and dsn_file: switching backends is one key
-        if (st.dsn is None) == (st.dsn_file is None):
-            self.error("store", "backend postgresql needs exactly one of dsn and dsn_file")
-        elif st.dsn_file is not None:
-            try:
-                with open(st.dsn_file, encoding="utf-8") as f:
-                    first = f.readline().strip()
-            except (OSError, UnicodeDecodeError) as e:
-                self.error("store.dsn_file", f"cannot read {st.dsn_file}: {getattr(e, 'strerror', None) or e}")
-            else:
-                if not first:
-                    self.error("store.dsn_file", f"{st.dsn_file} holds no connection string on its first line")
+        self._dsn("store", "backend postgresql", st.dsn, st.dsn_file)
         if not self._bad("listen.address") and self.site.listen.address in st.partners:
             self.error("store.partners", f"{self.site.listen.address} is this node's own address")
+
+    def _central(self) -> None:
+        c = self.site.central
+        if c is None or self._bad("central") or not c.enabled:
+            return  # disabled: dsn and dsn_file are kept, not used (and never connected to by check)
+        self._dsn("central", "central", c.dsn, c.dsn_file)
+
+    def _dsn(self, path: str, what: str, dsn: str | None, dsn_file: str | None) -> None:
+        """Exactly one of dsn and dsn_file, and a dsn_file that holds one; nothing here connects."""
+        if (dsn is None) == (dsn_file is None):
+            self.error(path, f"{what} needs exactly one of dsn and dsn_file")
+        elif dsn_file is not None:
+            try:
+                with open(dsn_file, encoding="utf-8") as f:
+                    first = f.readline().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                self.error(f"{path}.dsn_file", f"cannot read {dsn_file}: {getattr(e, 'strerror', None) or e}")
+            else:
+                if not first:
+                    self.error(f"{path}.dsn_file", f"{dsn_file} holds no connection string on its first line")
 
     # -- DHCP ---------------------------------------------------------------------------------------------
     def _listen(self) -> None:

@@ -385,6 +385,18 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Central:
+    """The cross-site inventory: this site's devices and funnel stages also shipped to a PostgreSQL database
+    that every site writes (through an outbox in state_dir, never from the packet path)."""
+
+    enabled: bool = field(default=True, metadata=meta("false: keep the settings, ship nothing"))
+    dsn: str | None = field(default=None, metadata=meta("libpq connection string of the central database"))
+    dsn_file: FilePath | None = field(
+        default=None, metadata=meta("file whose first line is the connection string (keeps a password out)")
+    )
+
+
+@dataclass(frozen=True)
 class Syslog:
     """The phones' syslog sink (UDP) on listen.address; only senders inside dhcp.subnets are heard."""
 
@@ -439,6 +451,9 @@ class Site:
     domain: Annotated[str, DOMAIN] = field(metadata=meta("option 15 and the DNS zone apex"))
     state_dir: str = field(default="/var/lib/bootstrapd", metadata=meta("the lease database lives here"))
     store: Store = field(default_factory=Store, metadata=meta("the lease store; default: SQLite in state_dir"))
+    central: Central | None = field(
+        default=None, metadata=meta("the cross-site inventory database; omit: this site reports alone")
+    )
     files: Files | None = field(default=None, metadata=meta("the floor's file service; omit: no files"))
     dhcp: Dhcp = field(default_factory=Dhcp, metadata=meta("DHCPv4 service"))
     dns: Dns = field(default_factory=Dns, metadata=meta("authoritative DNS for the domain"))

@@ -164,7 +164,11 @@ TABLE_COLUMNS = ("mac", "serial", "model", "firmware", "address", "path", "profi
 
 def report_table(report: Report) -> str:
     """The summary, then a table of the main columns (the CSV and JSON have every column)."""
-    s = report.summary
+    return "\n".join(table_lines(report.summary, report.rows, TABLE_COLUMNS)) + "\n"
+
+
+def table_lines(s: Mapping[str, Any], rows: Sequence[Row], columns: Sequence[str]) -> list[str]:
+    """Two summary lines, a blank one, the header and one line per row (also the all-sites table's)."""
     stalled = ", ".join(f"{k} {v}" for k, v in s["stalled_by_stage"].items() if v) or "none"
     lines = [
         f"expected {_n(s['expected'])}  seen {s['seen']}  done {s['done']}  in progress {s['in_progress']}  "
@@ -172,11 +176,11 @@ def report_table(report: Report) -> str:
         f"stalled {s['stalled']} ({stalled})",
         "",
     ]
-    cells = [[_cell(row.get(c)) for c in TABLE_COLUMNS] for row in report.rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(TABLE_COLUMNS)]
-    lines.append("  ".join(c.upper().ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)).rstrip())
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines.append("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _n(value: int | None) -> str:

@@ -95,7 +95,8 @@ class DeviceTracker:
 
     def __init__(self, state_dir: str | Path, site: Callable[[], Site], log: Any = None, *,
                  clock: Callable[[], float] = time.time, max_devices: int = MAX_DEVICES,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, ship: bool = False) -> None:
+        """`ship`: also queue each change in the outbox for the cross-site inventory (bootstrapd/central)."""
         self.path = Path(state_dir) / DB_NAME
         self._site = site
         self._log = log
@@ -109,7 +110,7 @@ class DeviceTracker:
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
         self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
-        self._writer = Writer(open_writer(self.path), log)
+        self._writer = Writer(open_writer(self.path), log, ship=ship)
         rows = self._writer.conn.execute(f"SELECT {COLUMNS} FROM devices ORDER BY last_seen").fetchall()
         for d in sorted((device(r) for r in rows), key=lambda d: d.funnel.since):
             self._devices[d.chaddr] = d
@@ -321,6 +322,11 @@ class DeviceTracker:
         """Write the changed devices (at most `limit` of them) in one transaction; on failure they stay
         pending for the next flush. True when this one succeeded and more changes are waiting."""
         return self._writer.flush(self._devices, limit)
+
+    @property
+    def writer(self) -> Writer:
+        """The table's writer: the central shipper acknowledges shipped outbox rows through it."""
+        return self._writer
 
     def start(self) -> None:
         """Flush every FLUSH_INTERVAL seconds on the running loop: what is pending at the tick, in slices of

@@ -91,6 +91,16 @@ class Metrics:
             "events whose sources disagreed on the device's MAC (path, User-Agent, message, lease)", ["source"],
             registry=r,
         )
+        # The cross-site inventory's shipper (bootstrapd/central), from its own thread
+        self.central_up = Gauge(
+            f"{p}_central_up", "1 while the central inventory database takes this site's ships", registry=r
+        )
+        self.central_outbox_rows = Gauge(
+            f"{p}_central_outbox_rows", "device changes waiting in the outbox for the central database", registry=r
+        )
+        self.central_last_shipped = Gauge(
+            f"{p}_central_last_shipped_timestamp_seconds", "when the central database last took a ship", registry=r
+        )
         self.rogue_offers = Counter(
             f"{p}_dhcp_foreign_offers_total", "OFFERs seen from other DHCP servers", registry=r
         )

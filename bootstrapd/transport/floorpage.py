@@ -5,6 +5,10 @@
     GET /               the floor page (bootstrapd/floorpage/: static HTML, JS and CSS; no external resource)
     GET /report.json    the report as the provider renders it
     GET /report.csv     the same, as a spreadsheet download
+    GET /sites.html     every site's summary from the central database (sites.js polls /sites.json)
+    GET /sites.json     `bootstrapd report --all-sites --json` without the device rows (the CLI has them),
+                        built in a worker thread (it reads the central database) at most every SITES_TTL
+                        seconds; 404 without `central:`, 503 while the database cannot be read
     GET /events         Server-Sent Events: `report` (the whole report, compact) whenever it changed, else
                         `tick` ({"generated_at"}) once a second so the page can count time in stage
 
@@ -40,6 +44,7 @@ WRITE_TIMEOUT = 10.0  # seconds a stream write may wait for the reader before th
 TICK = 1.0  # seconds between events on a stream, and the age at which the cached report is rebuilt
 BUSY = 10  # a report that takes t seconds to build is rebuilt at most every BUSY * t seconds
 RETRY_MS = 2000  # EventSource reconnect delay the server asks for
+SITES_TTL = 5.0  # seconds a /sites.json rendering is served before the central database is read again
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'none'; "
                                "frame-ancestors 'none'; object-src 'none'",
@@ -51,6 +56,8 @@ ASSETS = {  # path -> (file in bootstrapd/floorpage, content type)
     "/": ("index.html", "text/html"),
     "/floor.js": ("floor.js", "text/javascript"),
     "/floor.css": ("floor.css", "text/css"),
+    "/sites.html": ("sites.html", "text/html"),
+    "/sites.js": ("sites.js", "text/javascript"),
 }
 
 
@@ -153,8 +160,12 @@ class FloorPage:
     def __init__(self, host: str, port: int, registry: CollectorRegistry, report: ReportProvider,
                  log: Any | None = None, *, download_name: str = "bootstrapd-report.csv",
                  max_clients: int = MAX_CLIENTS, tick: float = TICK, write_timeout: float = WRITE_TIMEOUT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, sites: Callable[[], str] | None = None) -> None:
+        """`sites`: builds /sites.json (blocking: it runs in a worker thread); None: no central database."""
         self._host, self._port = host, port
+        self._sites = sites
+        self._sites_cache: tuple[float, str] | None = None
+        self._sites_lock = asyncio.Lock()
         self._registry = registry
         self._log = log if log is not None else structlog.get_logger("bootstrapd.floorpage").bind()
         self._download = attachment_name(download_name)
@@ -178,6 +189,7 @@ class FloorPage:
         app.router.add_get("/report.json", self._json)
         app.router.add_get("/report.csv", self._csv)
         app.router.add_get("/events", self._events)
+        app.router.add_get("/sites.json", self._sites_json)
         app.on_response_prepare.append(self._secure)
         # keepalive_timeout: idle keep-alive connections do not pile up; access_log: the canonical events below
         runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=15,
@@ -234,6 +246,22 @@ class FloorPage:
     async def _csv(self, request: web.Request) -> web.Response:
         return web.Response(text=self._csv_text.get(), content_type="text/csv", headers={
             "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{self._download}"'})
+
+    async def _sites_json(self, request: web.Request) -> web.Response:
+        if self._sites is None:
+            raise web.HTTPNotFound(text="no central database in this site file (central:)\n")
+        async with self._sites_lock:  # one build at a time, shared by everyone waiting for it
+            cached = self._sites_cache
+            if cached is None or self._clock() >= cached[0]:
+                started = self._clock()
+                try:
+                    text = await asyncio.to_thread(self._sites)
+                except Exception as e:  # the central database away: say so, keep serving the rest
+                    self._log.warning("floorpage.sites_failed", error=f"{type(e).__name__}: {e}")
+                    raise web.HTTPServiceUnavailable(text=f"{e}\n", headers={"Retry-After": "5"}) from e
+                took = self._clock() - started  # a big rollout's build holds the GIL: rebuilt less often
+                cached = self._sites_cache = (self._clock() + max(SITES_TTL, BUSY * took), text)
+        return web.Response(text=cached[1], content_type="application/json", headers={"Cache-Control": "no-store"})
 
     def _rendering(self) -> Rendering:
         """The event forms of the cached report JSON (made once per build of it)."""

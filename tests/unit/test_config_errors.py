@@ -176,6 +176,13 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["4: store.partners: 198.18.0.1 is this node's own address"]),
     ("store_bad_partner", HEAD + "store: {partners: [198.18.0.256]}\n",
      ["4: store.partners[0]: not a valid IPv4 address: '198.18.0.256'"]),
+    ("central_without_dsn", HEAD + "central: {}\n", ["4: central: central needs exactly one of dsn and dsn_file"]),
+    ("central_dsn_and_file", HEAD + "central: {dsn: 'host=db', dsn_file: c.dsn}\n",
+     ["4: central: central needs exactly one of dsn and dsn_file"]),
+    ("central_dsn_file_missing", HEAD + "central:\n  dsn_file: nope.dsn\n",
+     ["5: central.dsn_file: cannot read {dir}/nope.dsn: No such file or directory"]),
+    ("central_bad_key", HEAD + "central: {dsnn: 'host=db'}\n",
+     ["4: central.dsnn: unknown key (did you mean 'dsn'?)"]),
 ]
 
 
@@ -191,7 +198,7 @@ def test_bad_site_file_reports_located_errors(tmp_path: Path, text: str, expecte
     result = check_site(path)
     assert result.site is None
     got = [str(d) for d in result.errors]
-    assert got == [f"{path}:{line}" for line in expected]
+    assert got == [f"{path}:{line.format(dir=tmp_path)}" for line in expected]
 
 
 def test_table_is_large_enough() -> None:
