@@ -126,7 +126,7 @@ GUARDED_TEST = """
 def test_sigterm_to_pytest_still_tears_down(lab_support: None, tmp_path: Path) -> None:
     ready = tmp_path / "prefix"
     (tmp_path / "test_hold.py").write_text(textwrap.dedent(GUARDED_TEST.format(ready=str(ready))))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO / "tests"), str(REPO)))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
          f"--rootdir={tmp_path}", str(tmp_path)],
