@@ -1,6 +1,7 @@
-"""The DHCP shell: sockets per interface, a bounded queue, group commit, RFC 2131 section 4.1 delivery.
+"""The DHCP shell: sockets per interface, admission control, group commit, RFC 2131 section 4.1 delivery.
 
-The receiver only enqueues (bounded; a full queue is a counted drop). One worker drains whatever has arrived,
+The receiver only enqueues, into a queue bounded by the time the worker needs to serve it (transport/
+dhcp_admit.py: REQUESTs before DISCOVERs, the excess shed early as `overload`). One worker takes a burst,
 runs the pure engine on each packet, makes the burst's leases durable with ONE store flush, then sends the
 burst's replies: a lease is on disk before its ACK leaves, and a burst costs one fsync, not one per packet.
 How replies leave, so that one that waits on ARP cannot starve the others: transport/dhcp_send.py.
@@ -28,13 +29,17 @@ from bootstrapd.dhcp.leases import Lease, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
+from bootstrapd.transport.dhcp_admit import ADMISSION_S, AdmissionQueue
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
 from bootstrapd.transport.l2 import L2Sender, interface_address
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 MAX_DATAGRAM = 1500  # bounded reads: anything longer is not a DHCP packet we answer
-QUEUE_LIMIT = 4096
 BURST_LIMIT = 256
+# Datagrams read per wake-up: more than arrive while the worker serves one burst even at several times our
+# capacity, so that the excess is shed here, counted, instead of ageing in the kernel's buffer.
+READ_LIMIT = 1024
+OVERLOAD_LOG_S = 5.0  # at most one `dhcp.overload` warning per this interval while shedding
 # Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
@@ -87,7 +92,10 @@ class DhcpServer:
         check = getattr(log, "is_enabled_for", None)
         self._log_info = bool(check(logging.INFO)) if check is not None else True
         self._children: dict[tuple[int, str], Any] = {}
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_LIMIT)
+        self._admission: AdmissionQueue[Queued] = AdmissionQueue(ADMISSION_S)
+        self._wake = asyncio.Event()
+        self._shed_count = 0  # since the last `dhcp.overload` warning
+        self._next_overload_log = 0.0
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
@@ -149,7 +157,7 @@ class DhcpServer:
 
     # -- receive ------------------------------------------------------------------------------------------
     def _readable(self, sock: socket.socket, ifname: str) -> None:
-        for _ in range(64):  # bounded work per wake-up; the rest waits in the kernel buffer
+        for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -166,20 +174,44 @@ class DhcpServer:
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
-        try:
-            self._queue.put_nowait((data, ifname, addr, broadcast, time.perf_counter() - waited))
-        except asyncio.QueueFull:
-            self._drop(DropReason.QUEUE_FULL, ifname=ifname)
+        item = (data, ifname, addr, broadcast, time.perf_counter() - waited)
+        shed = self._admission.admit(item, data[240:243] == _DISCOVER_FIRST)
+        if shed is not None:
+            self._shed(shed)
+        self._wake.set()
+
+    def _shed(self, item: Queued) -> None:
+        """Counted, not parsed (that is the point); logged as one warning per OVERLOAD_LOG_S."""
+        data = item[0]
+        self._counter(self.metrics.dhcp_received, _peek_type(data)).inc()
+        self._counter(self.metrics.dhcp_drops, DropReason.OVERLOAD.value).inc()
+        self._shed_count += 1
+        mono = time.monotonic()
+        if mono >= self._next_overload_log:
+            self._next_overload_log = mono + OVERLOAD_LOG_S
+            self.log.warning("dhcp.drop", reason=DropReason.OVERLOAD.value, shed=self._shed_count,
+                             queued=len(self._admission), limit=self._admission.limit,
+                             cost_us=round(self._admission.cost_s * 1e6))
+            self._shed_count = 0
 
     async def _worker(self) -> None:
+        admission, wake = self._admission, self._wake
         while True:
-            first = await self._queue.get()
-            burst = [first]
-            while len(burst) < BURST_LIMIT and not self._queue.empty():
-                burst.append(self._queue.get_nowait())
-            self._process(burst)
+            if not admission:
+                wake.clear()
+                await wake.wait()
+                continue
+            self._process(admission.take(BURST_LIMIT))
+            await asyncio.sleep(0)  # the readers (and DNS) run between bursts
 
     def _process(self, burst: list[Queued]) -> None:
+        started = time.perf_counter()
+        try:
+            self._serve(burst)
+        finally:
+            self._admission.served(len(burst), time.perf_counter() - started)
+
+    def _serve(self, burst: list[Queued]) -> None:
         now = time.time()
         outcomes: list[tuple[Reply | Silent, str, float]] = []
         self._store_failed = False
@@ -329,6 +361,14 @@ def _prioritised(burst: list[Queued], stale_before: float, on_stale: Callable[[s
         else:
             first.append(item)
     return first + last if last else first
+
+
+def _peek_type(data: bytes) -> str:
+    """The message type's label from the usual layout (option 53 first), without parsing."""
+    if data[240:242] == b"\x35\x01":
+        with contextlib.suppress(ValueError):
+            return MessageType(data[242]).name.lower()
+    return "none"
 
 
 @functools.lru_cache(maxsize=256)

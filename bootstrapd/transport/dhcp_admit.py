@@ -1,0 +1,79 @@
+"""Admission control for the DHCP shell: how much work may wait for the worker, and which work.
+
+Past its capacity a server that queues deeply answers late everyone it answers: at 2x capacity a queue of
+seconds forms, and its replies reach phones that have already retransmitted (RFC 2131 4.1: about 4 s)
+or given up. So the work waiting is bounded by time, not by a packet count:
+
+- The queue admits at most what the worker serves in ADMISSION_S, at its measured cost per packet (a
+  moving average of each burst's time over its packets, the commit included), within
+  [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long.
+- DISCOVERs wait in their own queue and the worker takes them last: any other message (mostly a
+  REQUEST) finishes an exchange already begun, a DISCOVER only starts one.
+- When the queue is full, a DISCOVER gives way first: an arriving DISCOVER displaces the oldest one
+  (drop-head: the one closest to its client's retransmission), an arriving REQUEST displaces the oldest
+  DISCOVER too, and a REQUEST is refused only when no DISCOVER waits. The shell counts what is shed as
+  drop reason `overload`, before parsing it: shedding costs a read and a counter, so capacity goes to
+  the exchanges that are served.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+ADMISSION_S = 0.05  # tens of ms: far below a phone's retransmission timeout, well above one burst
+MIN_ADMITTED = 64  # whatever the estimate says, a burst's worth may wait
+MAX_ADMITTED = 4096
+INITIAL_COST_S = 250e-6  # per packet before the first burst is measured (a slow machine's DORA half)
+SMOOTHING = 0.25  # weight of the latest burst in the cost estimate
+
+
+class AdmissionQueue(Generic[T]):
+    """Two FIFO queues (DISCOVERs and the rest) under one time bound; used from the event loop only."""
+
+    def __init__(self, bound_s: float = ADMISSION_S) -> None:
+        self.bound_s = bound_s
+        self.first: deque[T] = deque()  # everything but DISCOVERs, served first
+        self.discovers: deque[T] = deque()
+        self.cost_s = INITIAL_COST_S
+        self.limit = self._limit()
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.discovers)
+
+    def admit(self, item: T, discover: bool) -> T | None:
+        """Queue `item`; return what is shed instead (the item or the DISCOVER it displaced), or None."""
+        first, discovers = self.first, self.discovers
+        if len(first) + len(discovers) < self.limit:
+            (discovers if discover else first).append(item)
+            return None
+        if not discovers:
+            return item  # only non-DISCOVERs wait: refuse the newcomer, a DISCOVER or not
+        (discovers if discover else first).append(item)
+        return discovers.popleft()
+
+    def take(self, n: int) -> list[T]:
+        """Up to `n` items: the non-DISCOVERs first, then DISCOVERs, each in arrival order."""
+        first, discovers = self.first, self.discovers
+        burst: list[T] = []
+        while first and len(burst) < n:
+            burst.append(first.popleft())
+        while discovers and len(burst) < n:
+            burst.append(discovers.popleft())
+        return burst
+
+    def served(self, packets: int, seconds: float) -> None:
+        """A burst of `packets` took `seconds` of the worker: update the cost estimate and the bound."""
+        if packets <= 0 or seconds < 0:
+            return
+        self.cost_s += SMOOTHING * (seconds / packets - self.cost_s)
+        self.limit = self._limit()
+
+    def set_bound(self, bound_s: float) -> None:
+        self.bound_s = bound_s
+        self.limit = self._limit()
+
+    def _limit(self) -> int:
+        return max(MIN_ADMITTED, min(MAX_ADMITTED, int(self.bound_s / max(self.cost_s, 1e-6))))
