@@ -11,6 +11,7 @@ import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from bootstrapd.dhcp.options import MAX_VALUE, OptionCode
 from bootstrapd.errors import ParseError
@@ -118,6 +119,8 @@ class Message:
              "chaddr": chaddr, "sname": sname, "file": file, "options": options},
         )  # fmt: skip
 
+    # The derived values below are cached_property: computed once per message, into __dict__ (which a frozen
+    # dataclass allows, like the index); the engine and the shell ask each of them several times per packet.
     def get(self, code: int) -> bytes | None:
         # O(1): the engine asks a dozen options of every packet. The index is built once, lazily (parse
         # hands over its own); it is not a field, so equality, hashing and replace() ignore it.
@@ -129,29 +132,29 @@ class Message:
             self.__dict__["_index"] = index
         return index.get(code)
 
-    @property
+    @cached_property
     def msg_type(self) -> MessageType | None:
         value = self.get(OptionCode.MESSAGE_TYPE)
         return _MESSAGE_TYPES.get(value[0]) if value is not None and len(value) == 1 else None
 
-    @property
+    @cached_property
     def requested_ip(self) -> IPv4Address | None:
         return self._address(OptionCode.REQUESTED_IP)
 
-    @property
+    @cached_property
     def server_id(self) -> IPv4Address | None:
         return self._address(OptionCode.SERVER_ID)
 
-    @property
+    @cached_property
     def client_id(self) -> bytes | None:
         return self.get(OptionCode.CLIENT_ID)
 
-    @property
+    @cached_property
     def vendor_class(self) -> str | None:
         """Option 60 as text; older Cisco phones append a NUL, stripped here."""
         return self._text(OptionCode.VENDOR_CLASS)
 
-    @property
+    @cached_property
     def hostname(self) -> str | None:
         return self._text(OptionCode.HOSTNAME)
 
@@ -174,7 +177,7 @@ class Message:
     def broadcast(self) -> bool:
         return bool(self.flags & BROADCAST_FLAG)
 
-    @property
+    @cached_property
     def chaddr_mac(self) -> str:
         """chaddr in the config's canonical MAC form, e.g. `00:56:2b:04:36:15`."""
         return self.chaddr.hex(":")

@@ -15,7 +15,6 @@ import functools
 import ipaddress
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from bootstrapd.dhcp.leases import Lease, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
-from bootstrapd.transport.dhcp_admit import ADMISSION_S, AdmissionQueue
+from bootstrapd.transport.dhcp_admit import ADMISSION_S, DISCOVER_FIRST, AdmissionQueue, peek_type, prioritised
+from bootstrapd.transport.dhcp_recv import CMSG_SPACE, IP_PKTINFO, SO_TIMESTAMP, ancillary, kernel_udp_drops
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
 from bootstrapd.transport.l2 import L2Sender, interface_address
 
@@ -39,21 +39,15 @@ BURST_LIMIT = 256
 # Datagrams read per wake-up: more than arrive while the worker serves one burst even at several times our
 # capacity, so that the excess is shed here, counted, instead of ageing in the kernel's buffer.
 READ_LIMIT = 1024
+RX_CACHE = 4096  # sources whose Rx is kept
 OVERLOAD_LOG_S = 5.0  # at most one `dhcp.overload` warning per this interval while shedding
 # Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
-_DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
-
-
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
-_CMSG_SPACE = socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16)  # struct in_pktinfo, struct timeval
-_TIMEVAL = struct.Struct("@qq")
 
 
 @dataclass
@@ -63,20 +57,6 @@ class _Listener:
     l2: L2Sender | None
     address: ipaddress.IPv4Address | None
     sender: ReplySender
-
-
-def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
-    """From IP_PKTINFO: was the datagram's IP destination a broadcast (not our unicast address)? From
-    SO_TIMESTAMP: how long it waited in the kernel's buffer (0 when unknown)."""
-    broadcast = False
-    waited = 0.0
-    for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            broadcast = data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
-        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
-            sec, usec = _TIMEVAL.unpack_from(data)
-            waited = max(0.0, time.time() - (sec + usec / 1e6))
-    return broadcast, waited
 
 
 class DhcpServer:
@@ -99,6 +79,8 @@ class DhcpServer:
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
+        self._batch: dict[Any, int] | None = None  # counts of the burst being served (see _inc)
+        self._rx: dict[tuple[str, tuple[Any, int], bool], Rx] = {}
 
     # -- life cycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -159,13 +141,13 @@ class DhcpServer:
     def _readable(self, sock: socket.socket, ifname: str) -> None:
         for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
             try:
-                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, _CMSG_SPACE)
+                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
                 return
-            broadcast, waited = _ancillary(ancdata)
+            broadcast, waited = ancillary(ancdata)
             self.enqueue(data, ifname, addr, broadcast, waited)
 
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
@@ -175,7 +157,7 @@ class DhcpServer:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
         item = (data, ifname, addr, broadcast, time.perf_counter() - waited)
-        shed = self._admission.admit(item, data[240:243] == _DISCOVER_FIRST)
+        shed = self._admission.admit(item, data[240:243] == DISCOVER_FIRST)
         if shed is not None:
             self._shed(shed)
         self._wake.set()
@@ -183,8 +165,8 @@ class DhcpServer:
     def _shed(self, item: Queued) -> None:
         """Counted, not parsed (that is the point); logged as one warning per OVERLOAD_LOG_S."""
         data = item[0]
-        self._counter(self.metrics.dhcp_received, _peek_type(data)).inc()
-        self._counter(self.metrics.dhcp_drops, DropReason.OVERLOAD.value).inc()
+        self._inc(self.metrics.dhcp_received, peek_type(data))
+        self._inc(self.metrics.dhcp_drops, DropReason.OVERLOAD.value)
         self._shed_count += 1
         mono = time.monotonic()
         if mono >= self._next_overload_log:
@@ -206,16 +188,21 @@ class DhcpServer:
 
     def _process(self, burst: list[Queued]) -> None:
         started = time.perf_counter()
+        batch: dict[Any, int] = {}
+        self._batch = batch
         try:
             self._serve(burst)
         finally:
+            self._batch = None
+            for child, n in batch.items():
+                child.inc(n)
             self._admission.served(len(burst), time.perf_counter() - started)
 
     def _serve(self, burst: list[Queued]) -> None:
         now = time.time()
         outcomes: list[tuple[Reply | Silent, str, float]] = []
         self._store_failed = False
-        for data, ifname, addr, broadcast, t0 in _prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
+        for data, ifname, addr, broadcast, t0 in prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
                                                               self._stale):
             outcome = self._handle(data, ifname, addr, broadcast, now)
             if outcome is not None:
@@ -241,7 +228,7 @@ class DhcpServer:
             listener.sender.check(mono)
 
     def _stale(self, ifname: str) -> None:
-        self._counter(self.metrics.dhcp_received, "discover").inc()
+        self._inc(self.metrics.dhcp_received, "discover")
         self._drop(DropReason.STALE, ifname=ifname, msg_type="DISCOVER")
 
     def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool,
@@ -252,11 +239,16 @@ class DhcpServer:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail=str(e))
             return None
         mtype = msg.msg_type
-        self._counter(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none").inc()
+        self._inc(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none")
         listener = self._listeners.get(ifname)
         if listener is not None and listener.sender.held:
             listener.sender.heard_from(addr[0])
-        rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
+        rx = self._rx.get((ifname, addr, broadcast))
+        if rx is None:  # one per relay or client source: most packets come from a few of them
+            if len(self._rx) >= RX_CACHE:
+                self._rx.clear()
+            rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
+            self._rx[(ifname, addr, broadcast)] = rx
         try:
             outcome = self.engine.handle(msg, rx, now)
         except StoreError as e:
@@ -274,8 +266,8 @@ class DhcpServer:
                        msg_type=mtype.name if mtype else None)
             return None
         if isinstance(outcome, Reply) and outcome.new_device:
-            self._counter(self.metrics.devices_by_class, outcome.device_class or "none").inc()
-            self._counter(self.metrics.devices_by_model, _model_label(msg.vendor_class)).inc()
+            self._inc(self.metrics.devices_by_class, outcome.device_class or "none")
+            self._inc(self.metrics.devices_by_model, _model_label(msg.vendor_class))
         if not self._log_info:  # the fields below cost more than the engine's work for a packet
             return outcome
         log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
@@ -290,6 +282,16 @@ class DhcpServer:
                           address=str(outcome.lease.address) if outcome.lease else None)
         return outcome
 
+    def _inc(self, family: Any, label: str) -> None:
+        """Count one; within a burst the counts are added up and pushed once at its end (each inc() of
+        prometheus_client takes a lock: ten of them per DORA were a measurable share of its cost)."""
+        child = self._counter(family, label)
+        batch = self._batch
+        if batch is None:
+            child.inc()
+        else:
+            batch[child] = batch.get(child, 0) + 1
+
     def _counter(self, family: Any, label: str) -> Any:
         """The labelled child of a one-label counter, looked up once (labels() costs a lock and a dict)."""
         key = (id(family), label)
@@ -299,7 +301,7 @@ class DhcpServer:
         return child
 
     def _drop(self, reason: DropReason, **fields: Any) -> None:
-        self._counter(self.metrics.dhcp_drops, reason.value).inc()
+        self._inc(self.metrics.dhcp_drops, reason.value)
         if "xid" in fields and isinstance(fields["xid"], int):
             fields["xid"] = f"{fields['xid']:#010x}"
         level = self.log.warning if reason is DropReason.POOL_EXHAUSTED else self.log.info
@@ -314,7 +316,7 @@ class DhcpServer:
         target = _text(reply.destination.ip)
         failed = listener.sender.send(reply, target, now)
         if failed is None:
-            self._counter(self.metrics.dhcp_sent, reply.msg_type.name.lower()).inc()
+            self._inc(self.metrics.dhcp_sent, reply.msg_type.name.lower())
             return True
         self._drop(failed, ifname=ifname, xid=reply.message.xid, chaddr=reply.message.chaddr_mac, to=target,
                    msg_type=reply.msg_type.name)
@@ -346,31 +348,6 @@ class DhcpServer:
         self.metrics.dhcp_offers_held.set(self.engine.offers_held(now))
 
 
-def _prioritised(burst: list[Queued], stale_before: float, on_stale: Callable[[str], None]) -> list[Queued]:
-    """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
-    DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
-    usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
-    first: list[Queued] = []
-    last: list[Queued] = []
-    for item in burst:
-        if item[0][240:243] == _DISCOVER_FIRST:
-            if item[4] < stale_before:
-                on_stale(item[1])
-            else:
-                last.append(item)
-        else:
-            first.append(item)
-    return first + last if last else first
-
-
-def _peek_type(data: bytes) -> str:
-    """The message type's label from the usual layout (option 53 first), without parsing."""
-    if data[240:242] == b"\x35\x01":
-        with contextlib.suppress(ValueError):
-            return MessageType(data[242]).name.lower()
-    return "none"
-
-
 @functools.lru_cache(maxsize=256)
 def _model_label(vendor_class: str | None) -> str:
     return model_label(vendor_class)
@@ -384,18 +361,3 @@ def _text(address: ipaddress.IPv4Address) -> str:
 @functools.lru_cache(maxsize=4096)
 def _ipv4(text: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(text)
-
-
-def kernel_udp_drops(port: int) -> int:
-    """Datagrams the kernel dropped on sockets bound to `port` in this network namespace (/proc/net/udp)."""
-    total = 0
-    try:
-        with open("/proc/net/udp") as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    total += int(cols[-1])
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0
-    return total
