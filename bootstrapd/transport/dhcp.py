@@ -44,6 +44,7 @@ OVERLOAD_LOG_S = 5.0  # at most one `dhcp.overload` warning per this interval wh
 # Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
+_LABEL = {t: t.name.lower() for t in MessageType}  # metric labels (Enum.name is a Python-level property)
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
@@ -239,7 +240,7 @@ class DhcpServer:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail=str(e))
             return None
         mtype = msg.msg_type
-        self._inc(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none")
+        self._inc(self.metrics.dhcp_received, _LABEL[mtype] if mtype else "none")
         listener = self._listeners.get(ifname)
         if listener is not None and listener.sender.held:
             listener.sender.heard_from(addr[0])
@@ -316,7 +317,7 @@ class DhcpServer:
         target = _text(reply.destination.ip)
         failed = listener.sender.send(reply, target, now)
         if failed is None:
-            self._inc(self.metrics.dhcp_sent, reply.msg_type.name.lower())
+            self._inc(self.metrics.dhcp_sent, _LABEL[reply.msg_type])
             return True
         self._drop(failed, ifname=ifname, xid=reply.message.xid, chaddr=reply.message.chaddr_mac, to=target,
                    msg_type=reply.msg_type.name)

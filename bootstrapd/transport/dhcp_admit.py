@@ -6,7 +6,8 @@ or given up. So the work waiting is bounded by time, not by a packet count:
 
 - The queue admits at most what the worker serves in ADMISSION_S, at its measured cost per packet (a
   moving average of each burst's time over its packets, the commit included), within
-  [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long.
+  [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long (or one
+  burst, on a machine so slow that MIN_ADMITTED packets take longer).
 - DISCOVERs wait in their own queue and the worker takes them last: any other message (mostly a
   REQUEST) finishes an exchange already begun, a DISCOVER only starts one.
 - When the queue is full, a DISCOVER gives way first: an arriving DISCOVER displaces the oldest one
@@ -28,7 +29,9 @@ from bootstrapd.dhcp.codec import MessageType
 T = TypeVar("T")
 
 ADMISSION_S = 0.05  # tens of ms: far below a phone's retransmission timeout, well above one burst
-MIN_ADMITTED = 64  # whatever the estimate says, a burst's worth may wait
+# Whatever the estimate says, a whole burst may wait: a floor's phones powered on together (hundreds of
+# DISCOVERs within milliseconds) are served in one or two bursts, not shed and left to retransmit after 4 s.
+MIN_ADMITTED = 256
 MAX_ADMITTED = 4096
 INITIAL_COST_S = 250e-6  # per packet before the first burst is measured (a slow machine's DORA half)
 SMOOTHING = 0.25  # weight of the latest burst in the cost estimate

@@ -22,7 +22,7 @@ from bootstrapd.transport.dhcp_admit import MAX_ADMITTED, MIN_ADMITTED, Admissio
 SOURCE = ("0.0.0.0", 68)
 SERVER_ID = IPv4Address("198.18.0.1")
 FLOOD = 20_000
-REQUESTS = 50  # below MIN_ADMITTED: however slow the machine, all of them fit
+REQUESTS = 200  # below MIN_ADMITTED: however slow the machine, all of them fit
 WIDE = {"dhcp": {"subnets": [{"prefix": "198.18.0.0/16", "pools": ["198.18.1.0-198.18.254.255"],
                               "router": "198.18.0.1"}]}}
 
@@ -55,8 +55,8 @@ def test_queue_sheds_discovers_first_and_serves_requests_first() -> None:
 def test_bound_follows_the_measured_cost() -> None:
     q: AdmissionQueue[int] = AdmissionQueue(bound_s=0.05)
     for _ in range(50):
-        q.served(100, 100 * 200e-6)  # 200 us per packet
-    assert abs(q.limit - 250) <= 3  # 50 ms of work
+        q.served(100, 100 * 100e-6)  # 100 us per packet
+    assert abs(q.limit - 500) <= 5  # 50 ms of work
     for _ in range(50):
         q.served(10, 10.0)  # a stalled machine: never below a burst's worth
     assert q.limit == MIN_ADMITTED
