@@ -8,6 +8,7 @@ declare -A need=(
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
   [curl]=curl [nginx]=nginx-light [wrk]=wrk  # HTTP file service tests (curl) and bench/http (nginx, wrk)
+  [kea-dhcp4]=kea-dhcp4-server  # bench/dhcp: the reference server (Debian enables its service: disable it)
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -136,6 +136,14 @@ async def serve(dora: int, wave: int, without: frozenset[str] = frozenset()) -> 
                                   on_lease=None if "dns" in without else wiring._lease_event,
                                   on_outcome=None if "tracker" in without else devices.dhcp_outcome)
         await server.start()
+        bursts = [0]
+        process = server._process
+
+        def counted(burst: list) -> None:  # type: ignore[type-arg]
+            bursts[0] += 1
+            process(burst)
+
+        server._process = counted  # type: ignore[method-assign]
         settle_heap()  # as Service.main does once everything is started
         if dora:
             proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--client", "--dora", str(dora),
@@ -143,6 +151,7 @@ async def serve(dora: int, wave: int, without: frozenset[str] = frozenset()) -> 
             rc = await proc.wait()
             if rc != 0:
                 raise SystemExit(f"client failed ({rc})")
+            print(f"server: {bursts[0]} bursts ({2 * dora / max(bursts[0], 1):.1f} packets each)", file=sys.stderr)
         devices.flush()
         await server.stop()
         devices.close()
@@ -178,7 +187,7 @@ def _run_server(host, args: argparse.Namespace, dora: int, extra: list[str]) -> 
     stdout, stderr = proc.communicate(timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"server failed ({proc.returncode}): {stderr[-2000:]}")
-    sys.stderr.write("".join(line + "\n" for line in stderr.splitlines() if line.startswith("client")))
+    sys.stderr.write("".join(line + "\n" for line in stderr.splitlines() if line.startswith(("client", "server:"))))
     return stdout + stderr
 
 
