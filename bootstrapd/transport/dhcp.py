@@ -40,7 +40,7 @@ BURST_LIMIT = 256
 # capacity, so that the excess is shed here, counted, instead of ageing in the kernel's buffer.
 READ_LIMIT = 1024
 RX_CACHE = 4096  # sources whose Rx is kept
-OVERLOAD_LOG_S = 5.0  # at most one `dhcp.overload` warning per this interval while shedding
+OVERLOAD_LOG_S = 5.0  # at most one `dhcp.drop reason=overload` warning per interval while shedding
 # Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
@@ -75,7 +75,7 @@ class DhcpServer:
         self._children: dict[tuple[int, str], Any] = {}
         self._admission: AdmissionQueue[Queued] = AdmissionQueue(ADMISSION_S)
         self._wake = asyncio.Event()
-        self._shed_count = 0  # since the last `dhcp.overload` warning
+        self._shed_count = 0  # shed since the last overload warning
         self._next_overload_log = 0.0
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
