@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
@@ -62,9 +63,15 @@ def watchdog_interval() -> float:
 
 def lease_dns_name(lease: Lease) -> str:
     """A leased device's DNS name: its host name when a valid label, else SEP<MAC> as Cisco phones call themselves."""
+    return _dns_name(lease.hostname, lease.chaddr[:6])
+
+
+@functools.lru_cache(maxsize=8192)
+def _dns_name(hostname: str | None, mac: bytes) -> str:
+    # Once per ACK on the DHCP worker: the name is built once per device, not with every renewal.
     from bootstrapd.dns import lease_name
 
-    return lease_name(lease.hostname, lease.chaddr[:6].hex())
+    return lease_name(hostname, mac.hex())
 
 
 def restart_settings(site: Site) -> tuple[object, ...]:

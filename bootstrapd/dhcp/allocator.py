@@ -56,7 +56,12 @@ class Allocator:
     def usable(self, address: IPv4Address) -> bool:
         """In one of the pools and neither reserved, the server's, nor the network or broadcast address."""
         a = int(address)
-        return a not in self._excluded and any(first <= a <= last for first, last in self._ranges)
+        if a in self._excluded:
+            return False
+        for first, last in self._ranges:  # noqa: SIM110 (a loop, not any(<generator>): twice per DISCOVER)
+            if first <= a <= last:
+                return True
+        return False
 
     def available(self, address: IPv4Address, client_id: bytes, now: float) -> bool:
         """`address` could be given to `client_id` at `now`: usable and free, or the client's already

@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
 
 from bootstrapd.dhcp.options import MAX_VALUE, OptionCode
 from bootstrapd.errors import ParseError
@@ -38,6 +40,28 @@ _setattr = object.__setattr__
 _END = b"\xff"
 _OVERLOAD = int(OptionCode.OVERLOAD)  # plain ints: IntEnum comparisons are slow on the hot path
 _RELAY = int(OptionCode.RELAY_AGENT_INFO)
+
+
+T = TypeVar("T")
+
+
+class _once(Generic[T]):  # a decorator, named like property
+    """functools.cached_property without its lock (3.11 takes an RLock at each first access: on a packet's
+    half-dozen derived fields that cost more than it saved)."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _once[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | _once[T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 
 class Op(enum.IntEnum):
@@ -118,6 +142,8 @@ class Message:
              "chaddr": chaddr, "sname": sname, "file": file, "options": options},
         )  # fmt: skip
 
+    # The derived values below are computed once per message, into __dict__ (which a frozen dataclass allows,
+    # like the index): the engine and the shell ask each of them several times per packet.
     def get(self, code: int) -> bytes | None:
         # O(1): the engine asks a dozen options of every packet. The index is built once, lazily (parse
         # hands over its own); it is not a field, so equality, hashing and replace() ignore it.
@@ -129,29 +155,29 @@ class Message:
             self.__dict__["_index"] = index
         return index.get(code)
 
-    @property
+    @_once
     def msg_type(self) -> MessageType | None:
         value = self.get(OptionCode.MESSAGE_TYPE)
         return _MESSAGE_TYPES.get(value[0]) if value is not None and len(value) == 1 else None
 
-    @property
+    @_once
     def requested_ip(self) -> IPv4Address | None:
         return self._address(OptionCode.REQUESTED_IP)
 
-    @property
+    @_once
     def server_id(self) -> IPv4Address | None:
         return self._address(OptionCode.SERVER_ID)
 
-    @property
+    @_once
     def client_id(self) -> bytes | None:
         return self.get(OptionCode.CLIENT_ID)
 
-    @property
+    @_once
     def vendor_class(self) -> str | None:
         """Option 60 as text; older Cisco phones append a NUL, stripped here."""
         return self._text(OptionCode.VENDOR_CLASS)
 
-    @property
+    @_once
     def hostname(self) -> str | None:
         return self._text(OptionCode.HOSTNAME)
 
@@ -174,7 +200,7 @@ class Message:
     def broadcast(self) -> bool:
         return bool(self.flags & BROADCAST_FLAG)
 
-    @property
+    @_once
     def chaddr_mac(self) -> str:
         """chaddr in the config's canonical MAC form, e.g. `00:56:2b:04:36:15`."""
         return self.chaddr.hex(":")

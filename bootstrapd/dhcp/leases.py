@@ -63,7 +63,8 @@ class Lease:
     @property
     def free_at(self) -> float:
         """When the address becomes free for any client; stores index and order records by this."""
-        if self.state in _FREE_STATES:
+        state = self.state  # identity, not `in _FREE_STATES`: an Enum's hash is a Python call, and this is hot
+        if state is LeaseState.RELEASED or state is LeaseState.EXPIRED:
             return min(self.expires, self.updated)
         return self.expires
 

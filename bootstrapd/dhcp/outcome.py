@@ -22,7 +22,7 @@ class DropReason(enum.Enum):
     NO_SUBNET = "no_subnet"  # giaddr, ciaddr or the receiving interface is in no configured subnet
     POOL_EXHAUSTED = "pool_exhausted"  # no free address and no expired lease to reuse (RFC 2131 4.3.1)
     UNKNOWN_DEVICE = "unknown_device"  # no class matched and `unknown_devices: ignore`
-    QUEUE_FULL = "queue_full"  # the shell's bounded receive queue was full
+    OVERLOAD = "overload"  # shed by admission control: more arrived than the shell serves in tens of ms
     STALE = "stale"  # a DISCOVER that waited too long in the queue under overload: its client has moved on
     OTHER_SERVER = "other_server"  # option 54 names another server (RFC 2131 4.3.2 SELECTING)
     NO_LEASE = "no_lease"  # REQUEST/RELEASE/DECLINE about a lease we have no record of (RFC 2131 4.3.2)

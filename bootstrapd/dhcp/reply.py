@@ -12,6 +12,7 @@ from ipaddress import IPv4Address
 
 from bootstrapd.dhcp.codec import (
     BROADCAST_FLAG,
+    MAX_REPLY_SIZE,
     Message,
     MessageType,
     Op,
@@ -85,7 +86,13 @@ def lease_message(
     plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address, body: OptionSet
 ) -> Message:
     """OFFER or ACK of an address: type, server id, lease times, then the body (RFC 2131 4.3.1)."""
-    head, tail = _echoed(request)
+    return _lease_message(plan, request, msg_type, yiaddr, body, *_echoed(request))
+
+
+def _lease_message(
+    plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address, body: OptionSet,
+    head: list[tuple[int, bytes]], tail: list[tuple[int, bytes]],
+) -> Message:  # fmt: skip
     options = [
         (int(OptionCode.MESSAGE_TYPE), _TYPE[msg_type]),
         (int(OptionCode.SERVER_ID), plan.server_id.packed),
@@ -115,13 +122,17 @@ def lease_reply(
     (OptionSet.encoded): only the header, option 61 and option 82 are encoded per packet. Same bytes."""
     max_size = reply_size_limit(request)
     request_list = request.get(_REQUEST_LIST)
-    message = lease_message(plan, request, msg_type, yiaddr, body)
     head, tail = _echoed(request)
+    message = _lease_message(plan, request, msg_type, yiaddr, body, head, tail)
     dropped: list[int] = []
     relay, budget = reserve_relay(tail[0][1] if tail else None, max_size, dropped)
     buf = encode_header(message)
-    fixed = message.options[: 2 + len(plan.lease_times) + len(head)]  # type, server id, lease times, 61
-    budget = encode_options_into(buf, fixed, budget, dropped)
+    fixed = _reply_head(plan, msg_type)  # type, server id, lease times: the same bytes in every reply
+    if len(fixed) <= budget:
+        buf += fixed
+        budget = encode_options_into(buf, head, budget - len(fixed), dropped)  # 61
+    else:
+        budget = encode_options_into(buf, message.options[: 2 + len(plan.lease_times) + len(head)], budget, dropped)
     block = body.encoded(request_list, budget)
     if block is None:
         return finish(request, message, dest, msg_type, device_class=device_class, address=yiaddr, lease=lease,
@@ -132,6 +143,17 @@ def lease_reply(
     if dropped:  # Reply.message is what the client gets
         message = replace(message, options=tuple(o for o in message.options if o[0] not in dropped))
     return Reply(message, wire, dest, msg_type, device_class, yiaddr, lease, new_device, tuple(dropped))
+
+
+def _reply_head(plan: SitePlan, msg_type: MessageType) -> bytes:
+    head = plan.reply_heads.get(msg_type)
+    if head is None:
+        buf = bytearray()
+        options = ((int(OptionCode.MESSAGE_TYPE), _TYPE[msg_type]), (int(OptionCode.SERVER_ID), plan.server_id.packed),
+                   *plan.lease_times)  # fmt: skip
+        encode_options_into(buf, options, MAX_REPLY_SIZE, [])
+        head = plan.reply_heads[msg_type] = bytes(buf)
+    return head
 
 
 def inform_message(plan: SitePlan, request: Message, body: OptionSet) -> Message:

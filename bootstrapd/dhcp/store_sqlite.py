@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS leases (
     vendor_class TEXT,
     device_class TEXT
 );
-CREATE INDEX IF NOT EXISTS leases_client ON leases (client_id);
-CREATE INDEX IF NOT EXISTS leases_free ON leases (subnet, free_at);
 """
+# Every read is served from the mirror (and `bootstrapd leases` reads whole tables): secondary indexes on disk
+# were only two more B-trees to update in each ACK's write. Stores made before that lose them at open.
+_DROP_INDEXES = "DROP INDEX IF EXISTS leases_client; DROP INDEX IF EXISTS leases_free;"
 _COLUMNS = (
     "address, client_id, chaddr, state, subnet, expires, first_seen, updated, hostname, vendor_class, device_class"
 )
@@ -220,6 +221,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
     if _version(conn, path) == 0:
         # One transaction: a crash while creating leaves version 0 and an empty file, created again.
         conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    elif conn.execute("SELECT 1 FROM sqlite_master WHERE name IN ('leases_client', 'leases_free')").fetchone():
+        conn.executescript(f"BEGIN IMMEDIATE; {_DROP_INDEXES} COMMIT;")
 
 
 def _version(conn: sqlite3.Connection, path: Path) -> int:

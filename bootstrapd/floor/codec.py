@@ -9,6 +9,8 @@ from bootstrapd.floor.funnel import STAGES, DeviceState, DiscoveryPath, Upgrade,
 
 _TEXT = ("upgrade_url", "upgrade_error", "address", "model", "firmware", "profile", "resync_url", "resync_error")
 _TIMES = ("upgrade_since", "profile_at")
+# One encoder: json.dumps with `separators` builds a JSONEncoder for every call (a row per device per second).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def dumps(state: DeviceState) -> str:
@@ -22,7 +24,7 @@ def dumps(state: DeviceState) -> str:
     }
     for name in (*_TEXT, *_TIMES):
         out[name] = getattr(state, name)
-    return json.dumps(out, separators=(",", ":"))
+    return _ENCODER.encode(out)
 
 
 def loads(mac: str, text: str) -> DeviceState:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import itertools
 import time
@@ -83,6 +84,18 @@ def srv_targets(site: Site) -> frozenset[str]:
             if t.target != ".":
                 names.add(to_text(resolve(t.target, site.domain)).lower())
     return frozenset(names)
+
+
+# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60.
+@functools.lru_cache(maxsize=8192)
+def _text(address: ipaddress.IPv4Address) -> str:
+    return str(address)
+
+
+@functools.lru_cache(maxsize=8192)
+def _dhcp_detail(address: ipaddress.IPv4Address, vendor_class: str | None) -> Detail:
+    model = model_label(vendor_class)
+    return Detail(address=_text(address), model=model if model != "other" else None)
 
 
 def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
@@ -150,8 +163,7 @@ class DeviceTracker:
         if outcome.msg_type not in (MessageType.OFFER, MessageType.ACK):
             return
         kind = Kind.OFFERED if outcome.msg_type is MessageType.OFFER else Kind.LEASED
-        model = model_label(lease.vendor_class)
-        detail = Detail(address=str(lease.address), model=model if model != "other" else None)
+        detail = _dhcp_detail(lease.address, lease.vendor_class)
         if known is not None:
             self._unindex(known)
         d = self._event(lease.chaddr, now, kind, detail, first_seen=lease.first_seen)
@@ -207,8 +219,9 @@ class DeviceTracker:
         """Fold one event into its device (created when new); `kind` None only marks it seen."""
         d = self._devices.get(chaddr)
         mac = chaddr.hex(":")
-        if d is None:
-            state = DeviceState(mac, now, since=now)
+        if d is None:  # born with the earlier first sighting: no second state built just to move it back
+            born = first_seen if first_seen is not None and first_seen < now else now
+            state = DeviceState(mac, born, since=now)
             d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
             self._writer.revived(chaddr)
             self._evict()
@@ -284,11 +297,11 @@ class DeviceTracker:
 
     def _index(self, d: Device) -> None:
         if d.address is not None and d.stage is not None and d.stage >= Stage.LEASED:
-            self._by_address[str(d.address)] = d.chaddr
+            self._by_address[_text(d.address)] = d.chaddr
 
     def _unindex(self, d: Device) -> None:
-        if d.address is not None and self._by_address.get(str(d.address)) == d.chaddr:
-            del self._by_address[str(d.address)]
+        if d.address is not None and self._by_address.get(text := _text(d.address)) == d.chaddr:
+            del self._by_address[text]
 
     # -- views --------------------------------------------------------------------------------------------
     def report(self, now: float | None = None) -> Report:

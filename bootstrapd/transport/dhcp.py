@@ -1,6 +1,7 @@
-"""The DHCP shell: sockets per interface, a bounded queue, group commit, RFC 2131 section 4.1 delivery.
+"""The DHCP shell: sockets per interface, admission control, group commit, RFC 2131 section 4.1 delivery.
 
-The receiver only enqueues (bounded; a full queue is a counted drop). One worker drains whatever has arrived,
+The receiver only enqueues, into a queue bounded by the time the worker needs to serve it (transport/
+dhcp_admit.py: REQUESTs before DISCOVERs, the excess shed early as `overload`). One worker takes a burst,
 runs the pure engine on each packet, makes the burst's leases durable with ONE store flush, then sends the
 burst's replies: a lease is on disk before its ACK leaves, and a burst costs one fsync, not one per packet.
 How replies leave, so that one that waits on ARP cannot starve the others: transport/dhcp_send.py.
@@ -14,7 +15,6 @@ import functools
 import ipaddress
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,27 +28,27 @@ from bootstrapd.dhcp.leases import Lease, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
+from bootstrapd.transport.dhcp_admit import ADMISSION_S, DISCOVER_FIRST, AdmissionQueue, peek_type, prioritised
+from bootstrapd.transport.dhcp_recv import CMSG_SPACE, IP_PKTINFO, SO_TIMESTAMP, ancillary, kernel_udp_drops
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
 from bootstrapd.transport.l2 import L2Sender, interface_address
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 MAX_DATAGRAM = 1500  # bounded reads: anything longer is not a DHCP packet we answer
-QUEUE_LIMIT = 4096
 BURST_LIMIT = 256
+# Datagrams read per wake-up: more than arrive while the worker serves one burst even at several times our
+# capacity, so that the excess is shed here, counted, instead of ageing in the kernel's buffer.
+READ_LIMIT = 1024
+RX_CACHE = 4096  # sources whose Rx is kept
+OVERLOAD_LOG_S = 5.0  # at most one `dhcp.drop reason=overload` warning per interval while shedding
 # Under overload a DISCOVER that waited this long is dropped (`stale`): its client retransmits within seconds
 # (RFC 2131 4.1), and the time is better spent on REQUESTs that finish exchanges already begun.
 STALE_DISCOVER_S = 1.0
-_DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
+_LABEL = {t: t.name.lower() for t in MessageType}  # metric labels (Enum.name is a Python-level property)
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
-
-
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
-_CMSG_SPACE = socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16)  # struct in_pktinfo, struct timeval
-_TIMEVAL = struct.Struct("@qq")
 
 
 @dataclass
@@ -58,20 +58,6 @@ class _Listener:
     l2: L2Sender | None
     address: ipaddress.IPv4Address | None
     sender: ReplySender
-
-
-def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
-    """From IP_PKTINFO: was the datagram's IP destination a broadcast (not our unicast address)? From
-    SO_TIMESTAMP: how long it waited in the kernel's buffer (0 when unknown)."""
-    broadcast = False
-    waited = 0.0
-    for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            broadcast = data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
-        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
-            sec, usec = _TIMEVAL.unpack_from(data)
-            waited = max(0.0, time.time() - (sec + usec / 1e6))
-    return broadcast, waited
 
 
 class DhcpServer:
@@ -87,11 +73,16 @@ class DhcpServer:
         check = getattr(log, "is_enabled_for", None)
         self._log_info = bool(check(logging.INFO)) if check is not None else True
         self._children: dict[tuple[int, str], Any] = {}
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_LIMIT)
+        self._admission: AdmissionQueue[Queued] = AdmissionQueue(ADMISSION_S)
+        self._wake = asyncio.Event()
+        self._shed_count = 0  # shed since the last overload warning
+        self._next_overload_log = 0.0
         self._listeners: dict[str, _Listener] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._store_failed = False
         self._store_down = False
+        self._batch: dict[Any, int] | None = None  # counts of the burst being served (see _inc)
+        self._rx: dict[tuple[str, tuple[Any, int], bool], Rx] = {}
 
     # -- life cycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,15 +141,15 @@ class DhcpServer:
 
     # -- receive ------------------------------------------------------------------------------------------
     def _readable(self, sock: socket.socket, ifname: str) -> None:
-        for _ in range(64):  # bounded work per wake-up; the rest waits in the kernel buffer
+        for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
             try:
-                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, _CMSG_SPACE)
+                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
                 return
-            broadcast, waited = _ancillary(ancdata)
+            broadcast, waited = ancillary(ancdata)
             self.enqueue(data, ifname, addr, broadcast, waited)
 
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
@@ -167,24 +158,53 @@ class DhcpServer:
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
-        try:
-            self._queue.put_nowait((data, ifname, addr, broadcast, time.perf_counter() - waited))
-        except asyncio.QueueFull:
-            self._drop(DropReason.QUEUE_FULL, ifname=ifname)
+        item = (data, ifname, addr, broadcast, time.perf_counter() - waited)
+        shed = self._admission.admit(item, data[240:243] == DISCOVER_FIRST)
+        if shed is not None:
+            self._shed(shed)
+        self._wake.set()
+
+    def _shed(self, item: Queued) -> None:
+        """Counted, not parsed (that is the point); logged as one warning per OVERLOAD_LOG_S."""
+        data = item[0]
+        self._inc(self.metrics.dhcp_received, peek_type(data))
+        self._inc(self.metrics.dhcp_drops, DropReason.OVERLOAD.value)
+        self._shed_count += 1
+        mono = time.monotonic()
+        if mono >= self._next_overload_log:
+            self._next_overload_log = mono + OVERLOAD_LOG_S
+            self.log.warning("dhcp.drop", reason=DropReason.OVERLOAD.value, shed=self._shed_count,
+                             queued=len(self._admission), limit=self._admission.limit,
+                             cost_us=round(self._admission.cost_s * 1e6))
+            self._shed_count = 0
 
     async def _worker(self) -> None:
+        admission, wake = self._admission, self._wake
         while True:
-            first = await self._queue.get()
-            burst = [first]
-            while len(burst) < BURST_LIMIT and not self._queue.empty():
-                burst.append(self._queue.get_nowait())
-            self._process(burst)
+            if not admission:
+                wake.clear()
+                await wake.wait()
+                continue
+            self._process(admission.take(BURST_LIMIT))
+            await asyncio.sleep(0)  # the readers (and DNS) run between bursts
 
     def _process(self, burst: list[Queued]) -> None:
+        started = time.perf_counter()
+        batch: dict[Any, int] = {}
+        self._batch = batch
+        try:
+            self._serve(burst)
+        finally:
+            self._batch = None
+            for child, n in batch.items():
+                child.inc(n)
+            self._admission.served(len(burst), time.perf_counter() - started)
+
+    def _serve(self, burst: list[Queued]) -> None:
         now = time.time()
         outcomes: list[tuple[Reply | Silent, str, float]] = []
         self._store_failed = False
-        for data, ifname, addr, broadcast, t0 in _prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
+        for data, ifname, addr, broadcast, t0 in prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
                                                               self._stale):
             outcome = self._handle(data, ifname, addr, broadcast, now)
             if outcome is not None:
@@ -222,7 +242,7 @@ class DhcpServer:
                    address=str(lease.address), msg_type=msg_type)
 
     def _stale(self, ifname: str) -> None:
-        self._counter(self.metrics.dhcp_received, "discover").inc()
+        self._inc(self.metrics.dhcp_received, "discover")
         self._drop(DropReason.STALE, ifname=ifname, msg_type="DISCOVER")
 
     def _handle(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool,
@@ -233,11 +253,16 @@ class DhcpServer:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail=str(e))
             return None
         mtype = msg.msg_type
-        self._counter(self.metrics.dhcp_received, mtype.name.lower() if mtype else "none").inc()
+        self._inc(self.metrics.dhcp_received, _LABEL[mtype] if mtype else "none")
         listener = self._listeners.get(ifname)
         if listener is not None and listener.sender.held:
             listener.sender.heard_from(addr[0])
-        rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
+        rx = self._rx.get((ifname, addr, broadcast))
+        if rx is None:  # one per relay or client source: most packets come from a few of them
+            if len(self._rx) >= RX_CACHE:
+                self._rx.clear()
+            rx = Rx(ifname, listener.address if listener else None, _ipv4(addr[0]), int(addr[1]), broadcast)
+            self._rx[(ifname, addr, broadcast)] = rx
         try:
             outcome = self.engine.handle(msg, rx, now)
         except StoreError as e:
@@ -255,8 +280,8 @@ class DhcpServer:
                        msg_type=mtype.name if mtype else None)
             return None
         if isinstance(outcome, Reply) and outcome.new_device:
-            self._counter(self.metrics.devices_by_class, outcome.device_class or "none").inc()
-            self._counter(self.metrics.devices_by_model, _model_label(msg.vendor_class)).inc()
+            self._inc(self.metrics.devices_by_class, outcome.device_class or "none")
+            self._inc(self.metrics.devices_by_model, _model_label(msg.vendor_class))
         if not self._log_info:  # the fields below cost more than the engine's work for a packet
             return outcome
         log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
@@ -271,6 +296,16 @@ class DhcpServer:
                           address=str(outcome.lease.address) if outcome.lease else None)
         return outcome
 
+    def _inc(self, family: Any, label: str) -> None:
+        """Count one; within a burst the counts are added up and pushed once at its end (each inc() of
+        prometheus_client takes a lock: ten of them per DORA were a measurable share of its cost)."""
+        child = self._counter(family, label)
+        batch = self._batch
+        if batch is None:
+            child.inc()
+        else:
+            batch[child] = batch.get(child, 0) + 1
+
     def _counter(self, family: Any, label: str) -> Any:
         """The labelled child of a one-label counter, looked up once (labels() costs a lock and a dict)."""
         key = (id(family), label)
@@ -280,7 +315,7 @@ class DhcpServer:
         return child
 
     def _drop(self, reason: DropReason, **fields: Any) -> None:
-        self._counter(self.metrics.dhcp_drops, reason.value).inc()
+        self._inc(self.metrics.dhcp_drops, reason.value)
         if "xid" in fields and isinstance(fields["xid"], int):
             fields["xid"] = f"{fields['xid']:#010x}"
         level = self.log.warning if reason is DropReason.POOL_EXHAUSTED else self.log.info
@@ -295,7 +330,7 @@ class DhcpServer:
         target = _text(reply.destination.ip)
         failed = listener.sender.send(reply, target, now)
         if failed is None:
-            self._counter(self.metrics.dhcp_sent, reply.msg_type.name.lower()).inc()
+            self._inc(self.metrics.dhcp_sent, _LABEL[reply.msg_type])
             return True
         self._drop(failed, ifname=ifname, xid=reply.message.xid, chaddr=reply.message.chaddr_mac, to=target,
                    msg_type=reply.msg_type.name)
@@ -344,23 +379,6 @@ class DhcpServer:
         self.metrics.dhcp_offers_held.set(self.engine.offers_held(now))
 
 
-def _prioritised(burst: list[Queued], stale_before: float, on_stale: Callable[[str], None]) -> list[Queued]:
-    """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
-    DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
-    usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
-    first: list[Queued] = []
-    last: list[Queued] = []
-    for item in burst:
-        if item[0][240:243] == _DISCOVER_FIRST:
-            if item[4] < stale_before:
-                on_stale(item[1])
-            else:
-                last.append(item)
-        else:
-            first.append(item)
-    return first + last if last else first
-
-
 @functools.lru_cache(maxsize=256)
 def _model_label(vendor_class: str | None) -> str:
     return model_label(vendor_class)
@@ -374,18 +392,3 @@ def _text(address: ipaddress.IPv4Address) -> str:
 @functools.lru_cache(maxsize=4096)
 def _ipv4(text: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(text)
-
-
-def kernel_udp_drops(port: int) -> int:
-    """Datagrams the kernel dropped on sockets bound to `port` in this network namespace (/proc/net/udp)."""
-    total = 0
-    try:
-        with open("/proc/net/udp") as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    total += int(cols[-1])
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0
-    return total

@@ -373,6 +373,26 @@ class TestSqliteStore:
             outsider.close()
             store.close()
 
+    def test_a_store_with_the_old_indexes_keeps_its_leases_and_loses_the_indexes(self, tmp_path: Path) -> None:
+        store = open_store(tmp_path)
+        store.put(lease(10, 1))
+        store.close()
+        with sqlite3.connect(tmp_path / DB_NAME) as conn:  # as stores were made before the indexes went
+            conn.execute("CREATE INDEX leases_client ON leases (client_id)")
+            conn.execute("CREATE INDEX leases_free ON leases (subnet, free_at)")
+        conn.close()
+        store = open_store(tmp_path)
+        try:
+            assert list(store.iter_all()) == [lease(10, 1)]
+            store.put(lease(11, 2))
+            store.flush()
+        finally:
+            store.close()
+        with sqlite3.connect(tmp_path / DB_NAME) as conn:
+            assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall() == []
+            assert conn.execute("SELECT count(*) FROM leases").fetchone() == (2,)
+        conn.close()
+
     def test_a_newer_schema_is_refused(self, tmp_path: Path) -> None:
         open_store(tmp_path).close()
         with sqlite3.connect(tmp_path / DB_NAME) as conn:

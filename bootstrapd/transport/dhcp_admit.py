@@ -1,0 +1,108 @@
+"""Admission control for the DHCP shell: how much work may wait for the worker, and which work.
+
+Past its capacity a server that queues deeply answers late everyone it answers: at 2x capacity a queue of
+seconds forms, and its replies reach phones that have already retransmitted (RFC 2131 4.1: about 4 s)
+or given up. So the work waiting is bounded by time, not by a packet count:
+
+- The queue admits at most what the worker serves in ADMISSION_S, at its measured cost per packet (a
+  moving average of each burst's time over its packets, the commit included), within
+  [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long (or one
+  burst, on a machine so slow that MIN_ADMITTED packets take longer).
+- DISCOVERs wait in their own queue and the worker takes them last: any other message (mostly a
+  REQUEST) finishes an exchange already begun, a DISCOVER only starts one.
+- When the queue is full, a DISCOVER gives way first: an arriving DISCOVER displaces the oldest one
+  (drop-head: the one closest to its client's retransmission), an arriving REQUEST displaces the oldest
+  DISCOVER too, and a REQUEST is refused only when no DISCOVER waits. The shell counts what is shed as
+  drop reason `overload`, before parsing it: shedding costs a read and a counter, so capacity goes to
+  the exchanges that are served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from bootstrapd.dhcp.codec import MessageType
+
+T = TypeVar("T")
+
+ADMISSION_S = 0.05  # tens of ms: far below a phone's retransmission timeout, well above one burst
+# Whatever the estimate says, a whole burst may wait: a floor's phones powered on together (hundreds of
+# DISCOVERs within milliseconds) are served in one or two bursts, not shed and left to retransmit after 4 s.
+MIN_ADMITTED = 256
+MAX_ADMITTED = 4096
+INITIAL_COST_S = 250e-6  # per packet before the first burst is measured (a slow machine's DORA half)
+SMOOTHING = 0.25  # weight of the latest burst in the cost estimate
+DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
+
+
+class AdmissionQueue(Generic[T]):
+    """Two FIFO queues (DISCOVERs and the rest) under one time bound; used from the event loop only."""
+
+    def __init__(self, bound_s: float = ADMISSION_S) -> None:
+        self.bound_s = bound_s
+        self.first: deque[T] = deque()  # everything but DISCOVERs, served first
+        self.discovers: deque[T] = deque()
+        self.cost_s = INITIAL_COST_S
+        self.limit = self._limit()
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.discovers)
+
+    def admit(self, item: T, discover: bool) -> T | None:
+        """Queue `item`; return what is shed instead (the item or the DISCOVER it displaced), or None."""
+        first, discovers = self.first, self.discovers
+        if len(first) + len(discovers) < self.limit:
+            (discovers if discover else first).append(item)
+            return None
+        if not discovers:
+            return item  # only non-DISCOVERs wait: refuse the newcomer, a DISCOVER or not
+        (discovers if discover else first).append(item)
+        return discovers.popleft()
+
+    def take(self, n: int) -> list[T]:
+        """Up to `n` items: the non-DISCOVERs first, then DISCOVERs, each in arrival order."""
+        first, discovers = self.first, self.discovers
+        burst: list[T] = []
+        while first and len(burst) < n:
+            burst.append(first.popleft())
+        while discovers and len(burst) < n:
+            burst.append(discovers.popleft())
+        return burst
+
+    def served(self, packets: int, seconds: float) -> None:
+        """A burst of `packets` took `seconds` of the worker: update the cost estimate and the bound."""
+        if packets <= 0 or seconds < 0:
+            return
+        self.cost_s += SMOOTHING * (seconds / packets - self.cost_s)
+        self.limit = self._limit()
+
+    def _limit(self) -> int:
+        return max(MIN_ADMITTED, min(MAX_ADMITTED, int(self.bound_s / max(self.cost_s, 1e-6))))
+
+
+def prioritised(burst: list[Any], stale_before: float, on_stale: Callable[[str], None]) -> list[Any]:
+    """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
+    DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
+    usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
+    first: list[Any] = []
+    last: list[Any] = []
+    for item in burst:
+        if item[0][240:243] == DISCOVER_FIRST:
+            if item[4] < stale_before:
+                on_stale(item[1])
+            else:
+                last.append(item)
+        else:
+            first.append(item)
+    return first + last if last else first
+
+
+def peek_type(data: bytes) -> str:
+    """The message type's label from the usual layout (option 53 first), without parsing."""
+    if data[240:242] == b"\x35\x01":
+        with contextlib.suppress(ValueError):
+            return MessageType(data[242]).name.lower()
+    return "none"
