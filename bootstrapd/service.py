@@ -123,6 +123,7 @@ class Service:
         # request (at most once a second). The funnel's build_report/report_json/report_csv connect here.
         self._report_provider: ReportProvider = FunnelReport(self)
         self._probe: asyncio.Task[Any] | None = None
+        self._store_up = True
         self._stop = asyncio.Event()
 
     async def main(self) -> int:
@@ -173,6 +174,7 @@ class Service:
         store = open_lease_store(site)
         self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
                                on_outcome=self.devices.dhcp_outcome)
+        self.dhcp.on_store_state = self._store_state
         await self.dhcp.start()
         if site.files is not None:
             from bootstrapd.transport.fileservice import FileService
@@ -237,6 +239,11 @@ class Service:
             self.dns.lease_records.add(name, lease.address)
         else:
             self.dns.lease_records.remove(name, lease.address)
+
+    def _store_state(self, up: bool) -> None:
+        """A shared store lost or regained: systemd's status line says so (`systemctl status`)."""
+        self._store_up = up
+        sd_notify(f"STATUS={self._status()}")
 
     def _lease_of(self, address: IPv4Address) -> LeaseInfo | None:
         """The current holder of `address`, for the file service's device identification."""
@@ -306,8 +313,11 @@ class Service:
 
     def _status(self) -> str:
         s = self.site
-        return (f"site {s.site}: DHCP on {','.join(s.listen.interfaces)}:{s.listen.dhcp_port}, "
-                f"DNS {s.listen.address}:{s.listen.dns_port} for {s.domain}")
+        status = (f"site {s.site}: DHCP on {','.join(s.listen.interfaces)}:{s.listen.dhcp_port}, "
+                  f"DNS {s.listen.address}:{s.listen.dns_port} for {s.domain}")
+        if not self._store_up:
+            status = f"store unreachable: new addresses paused; {status}"
+        return status
 
     def reload(self) -> None:
         """SIGHUP: a valid new site swaps in; an invalid one is logged and the running one keeps serving."""

@@ -26,8 +26,11 @@ def initdb_path() -> str | None:
 class Cluster:
     """A running cluster; stop() and start() let a test take the database away and bring it back."""
 
-    def __init__(self, bindir: str, base: str, user: str | None, fsync: bool = False) -> None:
+    def __init__(self, bindir: str, base: str, user: str | None, fsync: bool = False, netns: str | None = None,
+                 listen: str = "") -> None:  # fmt: skip
         self.bindir, self.base, self.user, self.fsync = bindir, base, user, fsync
+        # netns/listen: the server runs inside a lab namespace and takes TCP on these (198.18/15) addresses.
+        self.netns, self.listen = netns, listen
         self.data = os.path.join(base, "data")
         self.dsn = f"host={base} port=5432 user=bootstrapd dbname=postgres"
 
@@ -35,14 +38,20 @@ class Cluster:
         cmd = [os.path.join(self.bindir, argv[0]), *argv[1:]]
         if self.user is not None:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
+        if self.netns is not None:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
 
     def init(self) -> None:
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", "bootstrapd", "--no-sync", "-E", "UTF8")
+        if self.listen:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write("host all all 198.18.0.0/15 trust\n")
 
     def start(self) -> None:
         fsync = "on" if self.fsync else "off"  # tests need no crash safety; the benchmark does
-        opts = f"-k {self.base} -p 5432 -c listen_addresses='' -c fsync={fsync} -c max_connections=20"
+        opts = (f"-k {self.base} -p 5432 -c listen_addresses='{self.listen}' -c fsync={fsync} "
+                "-c max_connections=20")
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.base, "log"), "-w", "-o", opts, "start")
 
     def stop(self) -> None:
@@ -50,7 +59,7 @@ class Cluster:
 
 
 @contextmanager
-def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
+def cluster(*, fsync: bool = False, netns: str | None = None, listen: str = "") -> Iterator[Cluster]:
     initdb = initdb_path()
     if initdb is None:
         raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb (Debian package postgresql)")
@@ -58,7 +67,7 @@ def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
     base = tempfile.mkdtemp(prefix="bootstrapd-pg-")
     if user is not None:
         os.chown(base, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-    c = Cluster(os.path.dirname(initdb), base, user, fsync)
+    c = Cluster(os.path.dirname(initdb), base, user, fsync, netns, listen)
     started = False
     try:
         c.init()

@@ -92,7 +92,7 @@ def parse_perfdhcp(out: str) -> Stats:
 
 
 def perfdhcp(client: Host, clients: int, rate: int, *, base_mac: str, limit_s: float, pin: str | None,
-             wait_s: float = 2.0) -> Stats:
+             wait_s: float = 2.0, server: str = SERVER_IP) -> Stats:
     """One perfdhcp run: `clients` exchanges from `clients` distinct MACs, at `rate` per second."""
     # -n twice: the run ends when N OFFERs and N ACKs are in (with one -n it ends at N replies of any kind,
     # before half the ACKs), or -W after the last DISCOVER if some never come.
@@ -106,7 +106,7 @@ def perfdhcp(client: Host, clients: int, rate: int, *, base_mac: str, limit_s: f
     if pin is not None:
         argv = ["taskset", "-c", pin, *argv]
     t0 = time.monotonic()
-    proc = client.run([*argv, SERVER_IP], check=False, timeout=limit_s + 30)
+    proc = client.run([*argv, server], check=False, timeout=limit_s + 30)
     stats = parse_perfdhcp(proc.stdout)
     stats.exit_code, stats.seconds = proc.returncode, time.monotonic() - t0
     if proc.returncode not in (0, 3):  # 3: some exchanges failed, which is a measurement, not an error
@@ -114,7 +114,8 @@ def perfdhcp(client: Host, clients: int, rate: int, *, base_mac: str, limit_s: f
     return stats
 
 
-def wait_answering(client: Host, proc: subprocess.Popen[Any], timeout: float = 120.0) -> float:
+def wait_answering(client: Host, proc: subprocess.Popen[Any], timeout: float = 120.0,
+                   server: str = SERVER_IP) -> float:  # fmt: skip
     """Seconds until the server completes one DORA with a probe client (its one extra lease)."""
     t0 = time.monotonic()
     while (elapsed := time.monotonic() - t0) < timeout:
@@ -123,7 +124,7 @@ def wait_answering(client: Host, proc: subprocess.Popen[Any], timeout: float = 1
         # Short waits for a precise start-up time; long ones for a server that answers slowly once up
         # (dnsmasq with 50,000 leases: ~30 s at full CPU after start, then about a second per DORA).
         wait = 0.3 if elapsed < 5 else 5.0
-        stats = perfdhcp(client, 1, 10, base_mac=PROBE_MAC, limit_s=1, pin=None, wait_s=wait)
+        stats = perfdhcp(client, 1, 10, base_mac=PROBE_MAC, limit_s=1, pin=None, wait_s=wait, server=server)
         if stats.completed >= 1:
             return time.monotonic() - t0
         time.sleep(0.1)

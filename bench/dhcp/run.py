@@ -15,6 +15,7 @@ Modules: servers.py (configurations, preloaded stores), load.py (perfdhcp), this
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import shutil
@@ -22,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from load import PERF_BASE_MAC, Stats, pct, perfdhcp, wait_answering
-from servers import CLIENT_IP, DEFAULT_SERVERS, SERVER_DEFS, SERVER_IP, SERVERS, Server
+from servers import CLIENT_IP, DEFAULT_SERVERS, PG, PG_SERVERS, SERVER_DEFS, SERVER_IP, SERVERS, Server
 
 from bootstrapd.lab import Host, Lab, lab_available, stop_process
 
@@ -171,35 +173,37 @@ def fmt(v: float | None, spec: str = ".1f") -> str:
 def row_line(r: Row) -> str:
     s = r.stats
     d = s.delays
-    return (f"| {r.server:<10} | {r.scenario:<9} | {r.offered:>7} | {s.rate:>8.0f} | {s.completed:>6} | "
+    return (f"| {r.server:<13} | {r.scenario:<9} | {r.offered:>7} | {s.rate:>8.0f} | {s.completed:>6} | "
             f"{s.lost:>6} | {fmt(pct(d.get('DO', []), .5), '.2f'):>6} | {fmt(pct(d.get('DO', []), .99), '.2f'):>7} | "
             f"{fmt(pct(d.get('RA', []), .5), '.2f'):>6} | {fmt(pct(d.get('RA', []), .99), '.2f'):>7} | "
             f"{r.kernel_drops:>6} | {r.server_cpu:>6.1f} | {r.other_cpu:>6.0f} | {r.rss_mb:>6.1f} | {r.ready_s:>5.1f} |"
             f"{(' ' + r.note) if r.note else ''}")
 
 
-HEADER = ("| server     | leases    | offered |   DORA/s |  acked |   lost | DO p50 |  DO p99 | RA p50 |  RA p99 |"
+HEADER = ("| server        | leases    | offered |   DORA/s |  acked |   lost | DO p50 |  DO p99 | RA p50 |  RA p99 |"
           "  kdrop |  cpu s | other% | RSS MB | ready |\n"
-          "|------------|-----------|--------:|---------:|-------:|-------:|-------:|--------:|-------:|--------:|"
+          "|---------------|-----------|--------:|---------:|-------:|-------:|-------:|--------:|-------:|--------:|"
           "-------:|-------:|-------:|-------:|------:|")
 
 
 def ratios(rows: list[Row]) -> list[str]:
     """bootstrapd/peer for each (scenario, offered): DORA/s and RA p99."""
-    out = ["| leases    | offered | peer    | DORA/s ratio | RA p99 ratio | RSS ratio |",
-           "|-----------|--------:|---------|-------------:|-------------:|----------:|"]
+    out = ["| server        | leases    | offered | peer       | DORA/s ratio | RA p99 ratio | RSS ratio |",
+           "|---------------|-----------|--------:|------------|-------------:|-------------:|----------:|"]
     by = {(r.server, r.scenario, r.offered): r for r in rows}
     for (name, scenario, offered), b in by.items():
-        if name != "bootstrapd":
+        if not name.startswith("bootstrapd"):
             continue
-        for peer in SERVERS[1:]:
+        for peer in SERVERS:
+            if (peer.startswith("bootstrapd") and peer != "bootstrapd") or peer == name:
+                continue
             p = by.get((peer, scenario, offered))
             if p is None:
                 continue
             rate = f"{b.stats.rate / p.stats.rate:.2f}" if p.stats.rate else "inf"
             bp99, pp99 = pct(b.stats.delays.get("RA", []), .99), pct(p.stats.delays.get("RA", []), .99)
             lat = f"{bp99 / pp99:.2f}" if bp99 and pp99 else "-"
-            out.append(f"| {scenario:<9} | {offered:>7} | {peer:<7} | {rate:>12} | {lat:>12} | "
+            out.append(f"| {name:<13} | {scenario:<9} | {offered:>7} | {peer:<10} | {rate:>12} | {lat:>12} | "
                        f"{b.rss_mb / p.rss_mb:>9.2f} |")
     return out
 
@@ -251,7 +255,9 @@ def main(argv: list[str]) -> int:
     scenarios = [("empty", 0), (f"{args.preload // 1000}k", args.preload)] if args.preload else [("empty", 0)]
     rows: list[Row] = []
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-dhcp-", dir="/var/tmp") as tmp, Lab() as lab:
+    with tempfile.TemporaryDirectory(prefix="bench-dhcp-", dir="/var/tmp") as tmp, Lab() as lab, \
+            postgres(servers) as pg_host:
+        PG["host"] = pg_host
         root = Path(tmp)
         server, client = lab.host("server"), lab.host("client")
         lab.link(server, client, "eth0", "eth0", f"{SERVER_IP}/16", f"{CLIENT_IP}/16")
@@ -272,6 +278,20 @@ def main(argv: list[str]) -> int:
         head = [f"{datetime.datetime.now():%Y-%m-%d %H:%M}", *machine(), "", "    " + " ".join(sys.argv), ""]
         args.out.write_text("\n".join([*head, HEADER, *map(row_line, rows), *summary]) + "\n")
     return 0 if not leftovers else 1
+
+
+@contextlib.contextmanager
+def postgres(servers: list[str]) -> Iterator[str]:
+    """The throwaway cluster of the -pg servers (tests/pgcluster.py, fsync on; unix socket only): its socket
+    directory, or "" when no -pg server runs."""
+    if not set(servers) & set(PG_SERVERS):
+        yield ""
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests import pgcluster
+
+    with pgcluster.cluster(fsync=True) as cluster:
+        yield cluster.base
 
 
 def machine() -> list[str]:

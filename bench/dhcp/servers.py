@@ -11,6 +11,7 @@ import ipaddress
 import json
 import shutil
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,11 @@ SUBNET = "198.18.0.0/16"
 POOL_FIRST, POOL_LAST = "198.18.0.10", "198.18.255.250"
 LEASE_TIME = 3600
 PRELOAD_OUI = (0x02, 0xAA)  # preloaded clients: 02:aa:00:xx:xx:xx, never one of perfdhcp's
-SERVERS = ("bootstrapd", "kea", "kea-mt", "dnsmasq")
+SERVERS = ("bootstrapd", "kea", "kea-mt", "dnsmasq", "bootstrapd-pg", "kea-pg")
+PG_SERVERS = ("bootstrapd-pg", "kea-pg")
+# The PostgreSQL cluster of the -pg servers (run.py starts it: unix socket only, fsync on): its socket
+# directory. Each run gets a database of its own.
+PG: dict[str, str] = {"host": ""}
 DEFAULT_SERVERS = ("bootstrapd", "kea", "dnsmasq")
 
 
@@ -79,7 +84,17 @@ class Server:
     template_is_dir: bool = False
 
 
-def bootstrapd_setup(work: Path, template: Path | None) -> list[str]:
+def fresh_database(work: Path) -> str:
+    """A new, empty database on the bench cluster for one run; its name."""
+    import psycopg
+
+    name = "bench_" + work.name.replace("-", "_").lower()[:50]
+    with psycopg.connect(f"host={PG['host']} port=5432 user=bootstrapd dbname=postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return name
+
+
+def bootstrapd_setup(work: Path, template: Path | None, postgres: bool = False) -> list[str]:
     state = work / "state"
     if template is not None:
         shutil.copytree(template, state)
@@ -96,17 +111,30 @@ def bootstrapd_setup(work: Path, template: Path | None) -> list[str]:
         },
         "logging": {"format": "json", "level": "warning"},
     }
+    if postgres:
+        dsn = f"host={PG['host']} port=5432 user=bootstrapd dbname={fresh_database(work)}"
+        site["store"] = {"backend": "postgresql", "dsn": dsn, "node": "bench"}
     (work / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
     return [sys.executable, "-m", "bootstrapd", "run", "-c", str(work / "site.yaml")]
 
 
-def kea_setup(work: Path, template: Path | None, threads: int = 0) -> list[str]:
+def kea_pg_database(work: Path) -> dict[str, object]:
+    """A fresh database with Kea's schema (`kea-admin db-init pgsql`), as Kea's lease-database map."""
+    name = fresh_database(work)
+    subprocess.run(["kea-admin", "db-init", "pgsql", "-h", PG["host"], "-u", "bootstrapd", "-p", "", "-n", name],
+                   check=True, capture_output=True, timeout=120)
+    return {"type": "postgresql", "name": name, "host": PG["host"], "user": "bootstrapd", "password": ""}
+
+
+def kea_setup(work: Path, template: Path | None, threads: int = 0, postgres: bool = False) -> list[str]:
     leases = work / "kea-leases4.csv"
     if template is not None:
         shutil.copy(template, leases)
+    database = kea_pg_database(work) if postgres else {
+        "type": "memfile", "persist": True, "name": str(leases), "lfc-interval": 0}
     conf = {"Dhcp4": {
         "interfaces-config": {"interfaces": ["eth0"]},
-        "lease-database": {"type": "memfile", "persist": True, "name": str(leases), "lfc-interval": 0},
+        "lease-database": database,
         # Kea 2.2 defaults to one thread; 2.4+ to several. "kea" runs the former, "kea-mt" 2 threads.
         "multi-threading": {"enable-multi-threading": threads > 0, "thread-pool-size": threads,
                             "packet-queue-size": 256},
@@ -136,4 +164,7 @@ SERVER_DEFS = {
     "kea": Server("kea", kea_setup, preload_kea),
     "kea-mt": Server("kea-mt", functools.partial(kea_setup, threads=2), preload_kea),
     "dnsmasq": Server("dnsmasq", dnsmasq_setup, preload_dnsmasq),
+    # Empty scenario only (run with --preload 0): no preloaded PostgreSQL stores.
+    "bootstrapd-pg": Server("bootstrapd-pg", functools.partial(bootstrapd_setup, postgres=True), preload_bootstrapd),
+    "kea-pg": Server("kea-pg", functools.partial(kea_setup, postgres=True), preload_kea),
 }

@@ -28,6 +28,8 @@ class DropReason(enum.Enum):
     NO_LEASE = "no_lease"  # REQUEST/RELEASE/DECLINE about a lease we have no record of (RFC 2131 4.3.2)
     NOT_AUTHORITATIVE = "not_authoritative"  # we would NAK, but `authoritative: false` keeps us silent
     STORE_FAILED = "store_failed"  # the lease store refused a write: no reply without a durable lease
+    # A shared store is unreachable: new addresses are paused (set by the shell; the client retries, RFC 2131 4.1).
+    STORE_DOWN = "store_down"
     # Another node of a shared store wrote the address first (set by the shell after the burst's flush):
     # silent, so the client retransmits and meets the winner's record (design.md convention 5).
     LOST_RACE = "lost_race"

@@ -18,7 +18,9 @@ mirror: reads on the packet path stay local dict lookups, as with SQLite.
   lease) and the burst's writes are undone in the mirror. refresh() reconnects: one attempt per back-off
   step, in a thread of its own (a database that takes seconds to fail must not stall the event loop); the
   next refresh() takes the connection up and reloads the whole mirror (another node's deletes are only
-  seen that way). The packet path never connects.
+  seen that way). The packet path never connects. `up` says whether a connection is live.
+- Other nodes' changes (pulled, re-read after a lost race, or found by a reload) are kept for the shell:
+  take_remote() returns them as (before, after) record pairs, for DNS's lease records.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ _CONNECT_DEFAULTS = {"connect_timeout": "3", "tcp_user_timeout": "3000", "keepal
 _SESSION = "SET statement_timeout = '5s'; SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '10s'"
 
 _STATES = {state.value: state for state in LeaseState}
+_REMOTE_LIMIT = 65_536  # changes kept between two take_remote() calls; beyond that the oldest are forgotten
+
+RemoteChange = tuple[Lease | None, Lease | None]  # (the record before, the record now) of one address
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,27 @@ class PostgresLeaseStore(IndexedReads):
         self._connector: threading.Thread | None = None
         self._last_error = "connection lost"
         self.round_trips = 0  # exchanges with the server: measured by tests and the benchmark
+        self._remote: list[RemoteChange] = []
+        self._tracking = True
         self._connect()
+        self._remote = []  # what was there at open is no change
+
+    @property
+    def up(self) -> bool:
+        """A live connection to the database (False from a failure until a reconnect is taken up)."""
+        conn = self._conn
+        return conn is not None and not conn.broken and not conn.closed
+
+    def take_remote(self) -> list[RemoteChange]:
+        """Other writers' changes to the mirror since the last call, oldest first."""
+        changes, self._remote = self._remote, []
+        return changes
+
+    def _changed(self, before: Lease | None, after: Lease | None) -> None:
+        if self._tracking and before != after:
+            if len(self._remote) >= _REMOTE_LIMIT:
+                del self._remote[: _REMOTE_LIMIT // 2]
+            self._remote.append((before, after))
 
     # -- writes: the mirror now, the database at flush() -----------------------------------------------
     def put(self, lease: Lease, *, force: bool = False) -> None:
@@ -213,7 +238,9 @@ class PostgresLeaseStore(IndexedReads):
                 continue  # the snapshot row of an empty pull
             key, version = int(row[1]), int(row[-1])
             if version > self._versions.get(key, 0):
-                self._index.apply(_lease(row[1:-1], interned))
+                lease = _lease(row[1:-1], interned)
+                self._changed(self._index.get_by_address(lease.address), lease)
+                self._index.apply(lease)
                 self._versions[key] = version
 
     def _reread(self, conn: psycopg.Connection[Any], keys: list[int]) -> None:
@@ -228,11 +255,15 @@ class PostgresLeaseStore(IndexedReads):
         interned: dict[Any, Any] = {}
         for key in keys:
             row = found.get(key)
+            before = self._index.get_by_address(IPv4Address(key))
             if row is None:
+                self._changed(before, None)
                 self._index.remove(IPv4Address(key))
                 self._versions.pop(key, None)
             else:
-                self._index.apply(_lease(row[:-1], interned))
+                lease = _lease(row[:-1], interned)
+                self._changed(before, lease)
+                self._index.apply(lease)
                 self._versions[key] = int(row[-1])
 
     def _failed_quietly(self) -> None:
@@ -313,9 +344,19 @@ class PostgresLeaseStore(IndexedReads):
     def _load(self, conn: psycopg.Connection[Any]) -> None:
         rows = conn.execute(sql.LOAD).fetchall()
         self.round_trips += 1
+        old = self._index
         self._index, self._versions, self._undo = LeaseIndex(), {}, {}
         self._horizon = 0
-        self._apply_pulled(rows)
+        self._tracking = False  # against an empty index every row is new: compare with the old mirror instead
+        try:
+            self._apply_pulled(rows)
+        finally:
+            self._tracking = True
+        for lease in old.iter_all():
+            self._changed(lease, self._index.get_by_address(lease.address))
+        for lease in self._index.iter_all():
+            if old.get_by_address(lease.address) is None:
+                self._changed(None, lease)
 
 
 def _with_defaults(settings: Settings) -> str:

@@ -19,6 +19,8 @@ from bootstrapd.lab.netns import Host
 class Daemon:
     """bootstrapd in a lab host; logs (JSON lines) go to a file the test can read."""
 
+    python_args: tuple[str, ...] = ("-m", "bootstrapd")  # a test may run the daemon through a hook of its own
+
     def __init__(self, host: Host, workdir: Path, site: dict[str, Any]) -> None:
         self.host = host
         self.workdir = workdir
@@ -38,7 +40,7 @@ class Daemon:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "a")  # noqa: SIM115 - the child owns it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = self.host.popen([sys.executable, "-m", "bootstrapd", "run", "-c", str(self.site_path)],
+        self.proc = self.host.popen([sys.executable, *self.python_args, "run", "-c", str(self.site_path)],
                                     stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.wait_for("service.ready", timeout)

@@ -52,6 +52,10 @@ class Metrics:
         self.dhcp_pool_size = Gauge(
             f"{p}_dhcp_pool_size", "addresses in the dynamic pools per subnet", ["subnet"], registry=r
         )
+        self.store_up = Gauge(
+            f"{p}_store_up", "1 while the lease store is reachable (0: new addresses paused)", registry=r
+        )
+        self.store_up.set(1)
         self.dhcp_offers_held = Gauge(f"{p}_dhcp_offers_held", "addresses held for an OFFER", registry=r)
         self.dhcp_latency = Histogram(
             f"{p}_dhcp_exchange_seconds",

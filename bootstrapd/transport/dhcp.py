@@ -24,7 +24,7 @@ from typing import Any
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType, parse
 from bootstrapd.dhcp.engine import Engine
-from bootstrapd.dhcp.leases import Lease, LeaseStore
+from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
@@ -83,6 +83,8 @@ class DhcpServer:
         self._store_down = False
         self._batch: dict[Any, int] | None = None  # counts of the burst being served (see _inc)
         self._rx: dict[tuple[str, tuple[Any, int], bool], Rx] = {}
+        # Called with False when a shared store becomes unreachable, True when it is back (systemd STATUS=).
+        self.on_store_state: Callable[[bool], None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -220,7 +222,10 @@ class DhcpServer:
             self.log.error("dhcp.store_failed", error=str(e), replies_dropped=len(outcomes))
             for _ in outcomes:
                 self._drop(DropReason.STORE_FAILED)
+            self._store_health(str(e))
             return
+        if self.store.shared:
+            self._remote_changes()
         mono = time.monotonic()
         for outcome, ifname, t0 in outcomes:
             if lost_race(outcome, lost):
@@ -254,6 +259,9 @@ class DhcpServer:
             return None
         mtype = msg.msg_type
         self._inc(self.metrics.dhcp_received, _LABEL[mtype] if mtype else "none")
+        if self._store_down and mtype is MessageType.DISCOVER:  # no new address without the shared store
+            self._drop(DropReason.STORE_DOWN, ifname=ifname, xid=msg.xid, chaddr=msg.chaddr_mac)
+            return None
         listener = self._listeners.get(ifname)
         if listener is not None and listener.sender.held:
             listener.sender.heard_from(addr[0])
@@ -360,16 +368,41 @@ class DhcpServer:
         """A shared store: read the other nodes' writes while idle, and reconnect after an outage."""
         if not self.store.shared:
             return
+        error = ""
         try:
             self.store.refresh()
         except StoreError as e:
-            if not self._store_down:
-                self.log.error("dhcp.store_unreachable", error=str(e))
-            self._store_down = True
+            error = str(e)
+        self._store_health(error)
+        self._remote_changes()
+
+    def _store_health(self, error: str) -> None:
+        """Follow the shared store's connection: down, new addresses pause (DISCOVERs dropped `store_down`)."""
+        down = not getattr(self.store, "up", True)
+        if down == self._store_down:
+            return
+        self._store_down = down
+        self.metrics.store_up.set(0 if down else 1)
+        if down:
+            self.log.error("dhcp.store_unreachable", error=error, detail="new addresses paused")
         else:
-            if self._store_down:
-                self.log.info("dhcp.store_reconnected")
-            self._store_down = False
+            self.log.info("dhcp.store_reconnected")
+        if self.on_store_state is not None:
+            self.on_store_state(not down)
+
+    def _remote_changes(self) -> None:
+        """Other nodes' lease changes, as the lease hook's events (DNS's lease records follow them)."""
+        take = getattr(self.store, "take_remote", None)
+        if take is None or self._on_lease is None:
+            return
+        for before, after in take():
+            bound = after is not None and after.state is LeaseState.BOUND
+            if before is not None and before.state is LeaseState.BOUND and not (
+                bound and after is not None and (after.client_id, after.hostname) == (before.client_id, before.hostname)
+            ):
+                self._on_lease("released", before)
+            if bound and after is not None:
+                self._on_lease("bound", after)
 
     def _update_gauges(self, now: float) -> None:
         for subnet, size in self.engine.pool_sizes().items():

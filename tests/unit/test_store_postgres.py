@@ -267,3 +267,41 @@ def test_unreachable_at_start_and_foreign_schema_are_store_errors(pg_dsn: str) -
         conn.execute("UPDATE bootstrapd_schema SET version = 99")
     with pytest.raises(StoreError, match="schema 99"):
         open_postgres_store(pg_dsn, "a")
+
+
+def test_other_nodes_changes_are_told_once_as_before_and_after(pg_cluster, pg_dsn: str) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    a, b = open_postgres_store(pg_dsn, "a"), open_postgres_store(pg_dsn, "b", clock=clock)
+    try:
+        assert b.take_remote() == [] and b.up
+        a.put(lease(10, 1))
+        a.flush()
+        b.put(lease(11, 2))
+        b.flush()  # the burst's pull brings a's lease; b's own write is no remote change
+        assert b.take_remote() == [(None, lease(10, 1))]
+        assert b.take_remote() == []
+        a.put(replace(lease(10, 1), state=LeaseState.RELEASED, expires=NOW + 1))
+        a.flush()
+        b.refresh()
+        assert b.take_remote() == [(lease(10, 1), replace(lease(10, 1), state=LeaseState.RELEASED, expires=NOW + 1))]
+        assert a.take_remote() == [(None, lease(11, 2))]
+        pg_cluster.stop()
+        try:
+            with pytest.raises(StoreError):
+                b.refresh()
+            assert not b.up
+        finally:
+            pg_cluster.start()
+        a._drop_connection()
+        clock.t += 60
+        refreshed(a)
+        a.delete(ip(11))
+        a.flush()
+        refreshed(b)
+        assert b.up
+        # The reconnect reloads the whole mirror; what changed meanwhile (an administrative delete, which a
+        # pull cannot see) is told as the difference between the old mirror and the new one.
+        assert b.take_remote() == [(lease(11, 2), None)]
+    finally:
+        a.close()
+        b.close()
