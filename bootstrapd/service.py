@@ -70,7 +70,8 @@ def restart_settings(site: Site) -> tuple[object, ...]:
     """What a reload cannot change: sockets and files opened at start."""
     from bootstrapd.transport.fileservice import restart_keys
 
-    return site.listen, site.state_dir, site.syslog.port if site.syslog else None, restart_keys(site.files)
+    return (site.listen, site.state_dir, site.syslog.port if site.syslog else None, restart_keys(site.files),
+            site.dhcp.workers)
 
 
 class Service:
@@ -86,6 +87,7 @@ class Service:
         self.devices: Any = None
         self.syslog: Any = None
         self.files: Any = None
+        self.merged: Any = None  # MergedRegistry with dhcp.workers >= 1
         self._probe: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
 
@@ -122,10 +124,15 @@ class Service:
         from bootstrapd.transport.rogue import RogueGuard
 
         site = self.site
+        registry: Any = self.metrics.registry
+        if site.dhcp.workers:  # one scrape: the DHCP workers' metrics summed into ours
+            from bootstrapd.observability.worker_metrics import MergedRegistry
+
+            registry = self.merged = MergedRegistry(self.metrics.registry)
         if site.metrics.listen is not None:
             from prometheus_client import start_http_server
 
-            start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=self.metrics.registry)
+            start_http_server(site.metrics.listen.port, site.metrics.listen.host, registry=registry)
         self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
         self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
         self.devices = DeviceTracker(site.state_dir, lambda: self.site, self.log, metrics=self.metrics)
@@ -134,9 +141,14 @@ class Service:
         await self.dns.start()
         await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
-        store = open_store(site.state_dir)
-        self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
-                               on_outcome=self.devices.dhcp_outcome)
+        if site.dhcp.workers:  # DHCP in worker processes (transport/dhcp_workers.py)
+            from bootstrapd.transport.dhcp_workers import DhcpWorkers
+
+            self.dhcp = DhcpWorkers(self.path, site, self.metrics, self.merged, self.log,
+                                    on_lease=self._lease_event, on_event=self.devices.dhcp_event)
+        else:
+            self.dhcp = DhcpServer(site, open_store(site.state_dir), self.metrics, self.log,
+                                   on_lease=self._lease_event, on_outcome=self.devices.dhcp_outcome)
         await self.dhcp.start()
         if site.files is not None:
             from bootstrapd.transport.fileservice import FileService
@@ -243,8 +255,8 @@ class Service:
         else:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
-                self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir, the syslog port and the file servers apply at restart")
+                self.log.warning("service.reload_needs_restart", detail="listen, state_dir, the syslog port, the "
+                                 "file servers and dhcp.workers apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

@@ -26,6 +26,7 @@ from bootstrapd.dhcp.codec import MessageType, parse
 from bootstrapd.dhcp.engine import Engine
 from bootstrapd.dhcp.leases import Lease, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent
+from bootstrapd.dhcp.shard import WHOLE, Shard
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
@@ -42,6 +43,9 @@ _DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, w
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
+# (datagram, interface, source, broadcast) -> serve it here? False: another worker's client (transport/
+# dhcp_worker.py ignores or forwards it); called before the datagram is queued or counted.
+AdmitHook = Callable[[bytes, str, tuple[Any, int], bool], bool]
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
 
 
@@ -76,12 +80,14 @@ def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
 
 class DhcpServer:
     def __init__(self, site: Site, store: LeaseStore, metrics: Metrics, log: Any,
-                 on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None) -> None:
+                 on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None,
+                 shard: Shard = WHOLE, admit: AdmitHook | None = None) -> None:
         self.site = site
         self.store = store
         self.metrics = metrics
         self.log = log
-        self.engine = Engine(site, store)
+        self.engine = Engine(site, store, shard)
+        self._admit = admit
         self._on_lease = on_lease
         self._on_outcome = on_outcome
         check = getattr(log, "is_enabled_for", None)
@@ -163,6 +169,8 @@ class DhcpServer:
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
                 waited: float = 0.0) -> None:
         """Queue one datagram; `waited` is how long it has been in the kernel's buffer already."""
+        if self._admit is not None and not self._admit(data, ifname, addr, broadcast):
+            return
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
