@@ -1,0 +1,90 @@
+"""The DHCP workers' channel records and the one-scrape metrics merge (real sockets, real registries)."""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bootstrapd.dhcp.leases import Lease, LeaseState
+from bootstrapd.observability.metrics import Metrics
+from bootstrapd.observability.worker_metrics import MergedRegistry, parse_snapshot, snapshot
+from bootstrapd.transport.dhcp_channel import (
+    ChannelSender,
+    decode_forward,
+    decode_lease,
+    decode_records,
+    encode_forward,
+    encode_lease,
+    pair,
+)
+
+LEASE = Lease(address=IPv4Address("198.18.0.100"), client_id=b"\x01\x00\x56\x2b\x04\x36\x15",
+              chaddr=bytes.fromhex("00562b043615"), state=LeaseState.BOUND, subnet="198.18.0.0/23",
+              expires=1_700_003_600.0, first_seen=1_700_000_000.0, updated=1_700_000_000.5,
+              hostname="SEP00562B043615", vendor_class="CP-8841-3PCC", device_class="mpp")
+
+
+def test_lease_and_forward_round_trip() -> None:
+    assert decode_lease(encode_lease(LEASE)) == LEASE
+    data = b"\x01\x01\x06\x00" + bytes(300)
+    assert decode_forward(encode_forward(data, "stg0", ("198.18.0.100", 68))) == (data, "stg0", ("198.18.0.100", 68))
+
+
+def test_records_are_batched_per_turn_and_dropped_when_the_reader_is_behind() -> None:
+    main, worker = pair()
+    scheduled: list[object] = []
+    dropped: list[int] = []
+    sender = ChannelSender(worker, scheduled.append, dropped.append)
+    for _ in range(100):
+        sender.record(["L", "bound", encode_lease(LEASE)])
+    assert len(scheduled) == 1  # one flush for the turn
+    sender.flush()
+    first = decode_records(main.recv(1 << 16))
+    assert len(first) == 64 and decode_lease(first[0][2]) == LEASE
+    assert len(decode_records(main.recv(1 << 16))) == 36
+    assert not dropped
+    worker.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)  # and a main process that stopped reading
+    while sender.send_now(["M", [["bootstrapd_dhcp_x", "counter", [["a", {}, 1.0]]] * 50]]):
+        pass  # fill the buffer: sending never blocks, the record is counted as dropped
+    assert dropped and dropped[-1] == 1
+    main.close()
+    worker.close()
+
+
+def scrape(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()  # type: ignore[arg-type]
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_merged_scrape_sums_workers_and_keeps_a_dead_workers_counts() -> None:
+    main = Metrics()
+    merged = MergedRegistry(main.registry)
+    workers = [Metrics(), Metrics()]
+    for n, w in enumerate(workers):
+        w.dhcp_sent.labels("ack").inc(10 * (n + 1))
+        w.dhcp_pool_size.labels(subnet="198.18.0.0/23").set(203 + n)
+        w.dhcp_kernel_drops.set(5)  # the host's count, read by both
+        w.dhcp_latency.observe(0.002)
+        merged.update(n, parse_snapshot(snapshot(w.registry)))
+    main.dns_queries.labels("A", "udp").inc(3)
+    got = scrape(merged)
+    assert got[("bootstrapd_dhcp_replies_sent_total", (("type", "ack"),))] == 30
+    assert got[("bootstrapd_dhcp_pool_size", (("subnet", "198.18.0.0/23"),))] == 407
+    assert got[("bootstrapd_dhcp_kernel_receive_drops", ())] == 5
+    assert got[("bootstrapd_dhcp_exchange_seconds_count", ())] == 2
+    assert got[("bootstrapd_dns_queries_total", (("qtype", "A"), ("transport", "udp")))] == 3
+
+    merged.retire(1)  # worker 1 died; its replacement starts from zero
+    fresh = Metrics()
+    fresh.dhcp_sent.labels("ack").inc(1)
+    merged.update(1, parse_snapshot(snapshot(fresh.registry)))
+    got = scrape(merged)
+    assert got[("bootstrapd_dhcp_replies_sent_total", (("type", "ack"),))] == 31  # never backwards
+    assert got[("bootstrapd_dhcp_pool_size", (("subnet", "198.18.0.0/23"),))] == 203  # gauges of the living
+
+    only = scrape(merged.restricted_registry(["bootstrapd_dhcp_replies_sent_total"]))
+    assert set(only) == {("bootstrapd_dhcp_replies_sent_total", (("type", "ack"),))}
