@@ -26,7 +26,7 @@ SUBNET = "198.18.0.0/16"
 POOL_FIRST, POOL_LAST = "198.18.0.10", "198.18.255.250"
 LEASE_TIME = 3600
 PRELOAD_OUI = (0x02, 0xAA)  # preloaded clients: 02:aa:00:xx:xx:xx, never one of perfdhcp's
-SERVERS = ("bootstrapd", "kea", "kea-mt", "dnsmasq")
+SERVERS = ("bootstrapd", "bootstrapd-w1", "bootstrapd-w2", "kea", "kea-mt", "dnsmasq")
 DEFAULT_SERVERS = ("bootstrapd", "kea", "dnsmasq")
 
 
@@ -79,7 +79,7 @@ class Server:
     template_is_dir: bool = False
 
 
-def bootstrapd_setup(work: Path, template: Path | None) -> list[str]:
+def bootstrapd_setup(work: Path, template: Path | None, workers: int = 0) -> list[str]:
     state = work / "state"
     if template is not None:
         shutil.copytree(template, state)
@@ -93,6 +93,7 @@ def bootstrapd_setup(work: Path, template: Path | None) -> list[str]:
             "lease_time": LEASE_TIME,
             "unknown_devices": "lease",
             "subnets": [{"prefix": SUBNET, "pools": [f"{POOL_FIRST}-{POOL_LAST}"], "router": SERVER_IP}],
+            "workers": workers,
         },
         "logging": {"format": "json", "level": "warning"},
     }
@@ -133,6 +134,9 @@ def dnsmasq_setup(work: Path, template: Path | None) -> list[str]:
 
 SERVER_DEFS = {
     "bootstrapd": Server("bootstrapd", bootstrapd_setup, preload_bootstrapd, template_is_dir=True),
+    # dhcp.workers: 1 (DHCP in one process beside the main one), 2 (two processes, split by RFC 3074 hash)
+    **{f"bootstrapd-w{n}": Server(f"bootstrapd-w{n}", functools.partial(bootstrapd_setup, workers=n),
+                                  preload_bootstrapd, template_is_dir=True) for n in (1, 2)},
     "kea": Server("kea", kea_setup, preload_kea),
     "kea-mt": Server("kea-mt", functools.partial(kea_setup, threads=2), preload_kea),
     "dnsmasq": Server("dnsmasq", dnsmasq_setup, preload_dnsmasq),
