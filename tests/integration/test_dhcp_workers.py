@@ -8,7 +8,10 @@ metrics scrape sums both workers."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,4 +191,32 @@ def test_udhcpc_lease_renew_release_and_reload(lan: StagingLan, tmp_path: Path) 
     for proc in procs:
         proc.terminate()
         proc.wait(5)
+    pids = list(worker_pids(daemon).values())
     assert daemon.stop() == 0
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()]  # SIGTERM stopped the workers too
+
+
+def test_from_one_process_to_two_workers_no_address_is_given_twice(
+        lan: StagingLan, client: RawClient, tmp_path: Path) -> None:
+    """leases.sqlite3 (workers: 0) split at the first start with two workers: a client keeps its address
+    when it is in its worker's part, else gets a NAK and a new one; no held address goes to a newcomer."""
+    site = site_config()
+    daemon = Daemon(lan.server, tmp_path, site).start()
+    phones = [mac(n) for n in range(40)]
+    leased = {p: a.yiaddr for p, a in client.dora(phones).items()}
+    assert daemon.stop() == 0
+    site["dhcp"]["workers"] = 2
+    daemon.write_site(site)
+    daemon.start()
+    daemon.wait_for("dhcp.store_split", count=2)
+    answers = first_by_chaddr(client.exchange([packet("request", p, requested=a) for p, a in leased.items()],
+                                              timeout=5.0), "ack")
+    kept = {p: a for p, a in leased.items() if int(ipaddress.IPv4Address(a)) % 2 == worker_of(p)}
+    assert {p: a.yiaddr for p, a in answers.items()} == kept  # the others were NAKed (authoritative)
+    newcomers = [mac(1000 + n) for n in range(40)]
+    fresh = {a.yiaddr for a in client.dora(newcomers).values()}
+    assert len(fresh) == 40 and not fresh & set(leased.values())
+    out = subprocess.run([sys.executable, "-m", "bootstrapd", "leases", "-c", str(daemon.site_path), "--json"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    listed = {row["address"] for row in json.loads(out) if row["state"] == "bound"}
+    assert set(leased.values()) | fresh <= listed  # `leases` reads both workers' stores

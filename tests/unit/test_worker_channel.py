@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 from prometheus_client import generate_latest
@@ -20,6 +21,7 @@ from bootstrapd.transport.dhcp_channel import (
     encode_lease,
     pair,
 )
+from bootstrapd.transport.dhcp_workers import LeaseMirror
 
 LEASE = Lease(address=IPv4Address("198.18.0.100"), client_id=b"\x01\x00\x56\x2b\x04\x36\x15",
               chaddr=bytes.fromhex("00562b043615"), state=LeaseState.BOUND, subnet="198.18.0.0/23",
@@ -88,3 +90,14 @@ def test_merged_scrape_sums_workers_and_keeps_a_dead_workers_counts() -> None:
 
     only = scrape(merged.restricted_registry(["bootstrapd_dhcp_replies_sent_total"]))
     assert set(only) == {("bootstrapd_dhcp_replies_sent_total", (("type", "ack"),))}
+
+
+def test_lease_mirror_follows_bound_and_release_of_the_holder_only() -> None:
+    mirror = LeaseMirror()
+    mirror.apply("bound", LEASE)
+    assert mirror.get_by_address(LEASE.address) == LEASE
+    other = replace(LEASE, client_id=b"\x01other", state=LeaseState.RELEASED)
+    mirror.apply("release", other)  # a stale event of a previous holder does not remove the current one
+    assert mirror.get_by_address(LEASE.address) == LEASE
+    mirror.apply("release", replace(LEASE, state=LeaseState.RELEASED))
+    assert mirror.get_by_address(LEASE.address) is None and len(mirror) == 0
