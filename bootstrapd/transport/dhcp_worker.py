@@ -194,6 +194,7 @@ def _die_with_parent() -> None:
 
 
 def run_worker(path: str, index: int, count: int, channel_fd: int, inbox_fd: int, peer_fds: list[int]) -> int:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until Worker.main handles it: a reload must not kill us
     _die_with_parent()
     if os.getppid() == 1:  # the main process died before prctl took effect
         return 1

@@ -187,10 +187,12 @@ class DhcpWorkers:
         """SIGHUP to every worker: each reads the (already checked) site file again. `workers` itself and
         what transport/dhcp.py opens at start apply at restart."""
         self.site = site
-        self._signal(signal.SIGHUP)
+        self._signal(signal.SIGHUP, ready_only=True)  # one still starting reads the file anyway
 
-    def _signal(self, sig: int) -> None:
+    def _signal(self, sig: int, ready_only: bool = False) -> None:
         for slot in self._slots:
+            if ready_only and not slot.ready.is_set():
+                continue
             if slot.proc is not None and slot.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     slot.proc.send_signal(sig)

@@ -148,6 +148,13 @@ def test_killed_worker_is_restarted_and_its_clients_keep_their_addresses(
     # The killed worker's counts are kept: the sum never goes backwards.
     wait_metric(lan.server, "bootstrapd_dhcp_replies_sent_total", 2 * PHONES + len(rebooting), type="ack")
 
+    pids = list(worker_pids(daemon).values())
+    daemon.kill()  # the main process, SIGKILL: its workers follow it (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 10
+    while [p for p in pids if Path(f"/proc/{p}").exists()]:
+        assert time.monotonic() < deadline, "workers outlived the main process"
+        time.sleep(0.1)
+
 
 def wait_file(path: Path, timeout: float = 15.0) -> dict[str, str]:
     deadline = time.monotonic() + timeout
