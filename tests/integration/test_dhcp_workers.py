@@ -227,3 +227,28 @@ def test_from_one_process_to_two_workers_no_address_is_given_twice(
                          capture_output=True, text=True, timeout=30, check=True).stdout
     listed = {row["address"] for row in json.loads(out) if row["state"] == "bound"}
     assert set(leased.values()) | fresh <= listed  # `leases` reads both workers' stores
+
+
+def test_one_worker_uses_leases_sqlite3_and_dns_never_waits_for_it(
+        lan: StagingLan, client: RawClient, tmp_path: Path) -> None:
+    """workers: 1 keeps the store of workers: 0; DNS is served by the main process, so it answers even
+    while the DHCP process is stopped (SIGSTOP) in the middle of its work."""
+    need("dig")
+    site = site_config(dhcp__workers=1)
+    daemon = Daemon(lan.server, tmp_path, site).start()
+    phones = [mac(n) for n in range(5)]
+    leased = {p: a.yiaddr for p, a in client.dora(phones).items()}
+    assert len(leased) == 5
+    state = tmp_path / "state"
+    assert (state / "leases.sqlite3").exists() and not list(state.glob("leases-*.sqlite3"))
+    worker = worker_pids(daemon)[0]
+    lan.server.run(["kill", "-STOP", str(worker)])
+    try:
+        assert client.dora([mac(100)], timeout=1.0) == {}  # no DHCP meanwhile
+        lan.clients[0].run(["ip", "addr", "replace", f"{leased[phones[0]]}/23", "dev", "eth0"])
+        out = lan.clients[0].run(["dig", "+short", f"@{SERVER}", "+time=2", "+tries=1",
+                                  "_ciscoprov-http._tcp.staging.test", "SRV"]).stdout.split()
+        assert out == ["10", "0", "80", "prov1.staging.test."]
+    finally:
+        lan.server.run(["kill", "-CONT", str(worker)])
+    assert len(client.dora([mac(101)])) == 1
