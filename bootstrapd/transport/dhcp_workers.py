@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -92,6 +93,8 @@ class DhcpWorkers:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.count >= (os.cpu_count() or 1):  # they would take turns on the cores with DNS and the rest
+            self.log.warning("dhcp.workers_exceed_cores", workers=self.count, cpus=os.cpu_count())
         for k in range(self.count):
             channel, child = pair()
             inbox_send, inbox_recv = pair()

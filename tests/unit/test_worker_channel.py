@@ -6,6 +6,7 @@ import socket
 from dataclasses import replace
 from ipaddress import IPv4Address
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,3 +102,32 @@ def test_lease_mirror_follows_bound_and_release_of_the_holder_only() -> None:
     assert mirror.get_by_address(LEASE.address) == LEASE
     mirror.apply("release", replace(LEASE, state=LeaseState.RELEASED))
     assert mirror.get_by_address(LEASE.address) is None and len(mirror) == 0
+
+
+def test_worker_admits_its_clients_ignores_others_broadcasts_and_forwards_their_unicasts() -> None:
+    from bootstrapd.config import check_site
+    from bootstrapd.dhcp.shard import Shard, bucket
+    from bootstrapd.transport.dhcp_worker import Worker
+
+    site = check_site("config/site.example.yaml").site
+    assert site is not None
+    socks = [pair() for _ in range(3)]  # channel, inbox 0, inbox 1
+    inboxes = [socks[1][1], socks[2][1]]
+    worker = Worker("config/site.example.yaml", site, Shard(0, 2), socks[0][0], inboxes[0], [s[0] for s in socks[1:]])
+    macs = [bytes((0, 0x56, 0x2B, 0, 0, n)) for n in range(16)]
+    ours = next(m for m in macs if bucket(m) % 2 == 0)
+    theirs = next(m for m in macs if bucket(m) % 2 == 1)
+
+    def datagram(mac: bytes) -> bytes:
+        return bytes((1, 1, 6, 0)) + bytes(24) + mac + bytes(10) + bytes(192) + b"\x63\x82\x53\x63\x35\x01\x03\xff"
+
+    assert worker.admit(datagram(ours), "stg0", ("198.18.0.100", 68), False)
+    assert not worker.admit(datagram(theirs), "stg0", ("0.0.0.0", 68), True)  # worker 1 has its own copy
+    assert not worker.admit(datagram(theirs), "stg0", ("198.18.0.101", 68), False)
+    assert decode_forward(inboxes[1].recv(4096)) == (datagram(theirs), "stg0", ("198.18.0.101", 68))
+    with pytest.raises(BlockingIOError):  # the broadcast was not forwarded
+        inboxes[1].recv(4096)
+    assert worker.metrics.registry.get_sample_value("bootstrapd_dhcp_forwarded_total") == 1
+    for a, b in socks:
+        a.close()
+        b.close()
