@@ -43,9 +43,9 @@ _DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, w
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
-# (datagram, interface, source, broadcast) -> serve it here? False: another worker's client (transport/
-# dhcp_worker.py ignores or forwards it); called before the datagram is queued or counted.
-AdmitHook = Callable[[bytes, str, tuple[Any, int], bool], bool]
+# (datagram, interface, source, broadcast, seconds it waited already) -> serve it here? False: another
+# worker's client (transport/dhcp_worker.py ignores or forwards it); called before it is queued or counted.
+AdmitHook = Callable[[bytes, str, tuple[Any, int], bool, float], bool]
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
 
 
@@ -169,7 +169,7 @@ class DhcpServer:
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
                 waited: float = 0.0) -> None:
         """Queue one datagram; `waited` is how long it has been in the kernel's buffer already."""
-        if self._admit is not None and not self._admit(data, ifname, addr, broadcast):
+        if self._admit is not None and not self._admit(data, ifname, addr, broadcast, waited):
             return
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")

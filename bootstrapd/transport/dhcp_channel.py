@@ -31,7 +31,7 @@ BUFFER_BYTES = 4 << 20
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _STATES = {s.value: s for s in LeaseState}
-_FORWARD = struct.Struct("!4sHB")  # source address, source port, interface name length
+_FORWARD = struct.Struct("!d4sHB")  # arrival (epoch seconds), source address, source port, interface name length
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -61,17 +61,19 @@ def decode_lease(fields: list[Any]) -> Lease:
                  updated=float(updated), hostname=hostname, vendor_class=vendor, device_class=klass)
 
 
-def encode_forward(data: bytes, ifname: str, source: tuple[str, int]) -> bytes:
+def encode_forward(data: bytes, ifname: str, source: tuple[str, int], arrival: float) -> bytes:
+    """`arrival`: when the datagram reached the first worker's socket, so that the owner's queue age (and its
+    `stale` drop of old DISCOVERs under overload) counts the detour too."""
     name = ifname.encode()
-    return _FORWARD.pack(socket.inet_aton(source[0]), source[1], len(name)) + name + data
+    return _FORWARD.pack(arrival, socket.inet_aton(source[0]), source[1], len(name)) + name + data
 
 
-def decode_forward(datagram: bytes) -> tuple[bytes, str, tuple[str, int]]:
-    """(DHCP datagram, interface, source); raises ValueError or struct.error when malformed."""
-    ip, port, n = _FORWARD.unpack_from(datagram)
+def decode_forward(datagram: bytes) -> tuple[bytes, str, tuple[str, int], float]:
+    """(DHCP datagram, interface, source, arrival); raises ValueError or struct.error when malformed."""
+    arrival, ip, port, n = _FORWARD.unpack_from(datagram)
     start = _FORWARD.size
     name = datagram[start:start + n].decode()
-    return datagram[start + n:], name, (socket.inet_ntoa(ip), port)
+    return datagram[start + n:], name, (socket.inet_ntoa(ip), port), arrival
 
 
 class ChannelSender:

@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -115,13 +116,14 @@ class Worker:
         return 0
 
     # -- the shard filter ---------------------------------------------------------------------------------
-    def admit(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool) -> bool:
+    def admit(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool, waited: float) -> bool:
         owner = self.shard.owner(data)
         if owner == self.shard.index:
             return True
         if not broadcast:  # only we got it: pass it to the worker that serves this client
+            arrival = time.time() - waited
             try:
-                self.peers[owner].send(encode_forward(data, ifname, (str(addr[0]), int(addr[1]))))
+                self.peers[owner].send(encode_forward(data, ifname, (str(addr[0]), int(addr[1])), arrival))
                 self.metrics.dhcp_forwarded.inc()
             except OSError:
                 self.metrics.dhcp_channel_drops.inc()
@@ -134,10 +136,10 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 return
             try:
-                data, ifname, source = decode_forward(datagram)
-            except (ValueError, UnicodeDecodeError):
+                data, ifname, source, arrival = decode_forward(datagram)
+            except (ValueError, UnicodeDecodeError, struct.error):
                 continue
-            self.server.enqueue(data, ifname, source)
+            self.server.enqueue(data, ifname, source, waited=max(0.0, time.time() - arrival))
 
     # -- to the main process ------------------------------------------------------------------------------
     def lease_event(self, event: str, lease: Lease) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -33,7 +34,8 @@ LEASE = Lease(address=IPv4Address("198.18.0.100"), client_id=b"\x01\x00\x56\x2b\
 def test_lease_and_forward_round_trip() -> None:
     assert decode_lease(encode_lease(LEASE)) == LEASE
     data = b"\x01\x01\x06\x00" + bytes(300)
-    assert decode_forward(encode_forward(data, "stg0", ("198.18.0.100", 68))) == (data, "stg0", ("198.18.0.100", 68))
+    assert decode_forward(encode_forward(data, "stg0", ("198.18.0.100", 68), 1.5)) == (
+        data, "stg0", ("198.18.0.100", 68), 1.5)
 
 
 def test_records_are_batched_per_turn_and_dropped_when_the_reader_is_behind() -> None:
@@ -121,10 +123,13 @@ def test_worker_admits_its_clients_ignores_others_broadcasts_and_forwards_their_
     def datagram(mac: bytes) -> bytes:
         return bytes((1, 1, 6, 0)) + bytes(24) + mac + bytes(10) + bytes(192) + b"\x63\x82\x53\x63\x35\x01\x03\xff"
 
-    assert worker.admit(datagram(ours), "stg0", ("198.18.0.100", 68), False)
-    assert not worker.admit(datagram(theirs), "stg0", ("0.0.0.0", 68), True)  # worker 1 has its own copy
-    assert not worker.admit(datagram(theirs), "stg0", ("198.18.0.101", 68), False)
-    assert decode_forward(inboxes[1].recv(4096)) == (datagram(theirs), "stg0", ("198.18.0.101", 68))
+    assert worker.admit(datagram(ours), "stg0", ("198.18.0.100", 68), False, 0.0)
+    assert not worker.admit(datagram(theirs), "stg0", ("0.0.0.0", 68), True, 0.0)  # worker 1 has its own copy
+    before = time.time()
+    assert not worker.admit(datagram(theirs), "stg0", ("198.18.0.101", 68), False, 0.5)  # 0.5 s in the kernel
+    data, ifname, source, arrival = decode_forward(inboxes[1].recv(4096))
+    assert (data, ifname, source) == (datagram(theirs), "stg0", ("198.18.0.101", 68))
+    assert before - 0.6 < arrival < time.time() - 0.5  # the owner's queue age counts the detour
     with pytest.raises(BlockingIOError):  # the broadcast was not forwarded
         inboxes[1].recv(4096)
     assert worker.metrics.registry.get_sample_value("bootstrapd_dhcp_forwarded_total") == 1
