@@ -141,6 +141,9 @@ class Service:
         await self.dns.start()
         await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
+        from bootstrapd.transport.dhcp_workers import check_store_layout
+
+        check_store_layout(site.state_dir, site.dhcp.workers)
         if site.dhcp.workers:  # DHCP in worker processes (transport/dhcp_workers.py)
             from bootstrapd.transport.dhcp_workers import DhcpWorkers
 

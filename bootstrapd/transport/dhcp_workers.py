@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType
 from bootstrapd.dhcp.leases import Lease
-from bootstrapd.errors import BootstrapdError
+from bootstrapd.errors import BootstrapdError, StoreError
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.observability.worker_metrics import MergedRegistry, parse_snapshot
 from bootstrapd.transport.dhcp_channel import decode_lease, decode_records, pair
@@ -35,6 +36,31 @@ RESTART_DELAYS_S = (0.2, 1.0, 5.0)  # after the 1st, 2nd, 3rd+ death in a row (a
 STABLE_S = 60.0
 LeaseHook = Callable[[str, Lease], None]
 EventHook = Callable[[MessageType | None, Lease, str | None], None]  # DeviceTracker.dhcp_event
+
+
+LAYOUT_FILE = "leases-workers"  # in state_dir: the dhcp.workers (>= 2) that split the lease stores
+
+
+def check_store_layout(state_dir: str, workers: int) -> None:
+    """Refuse a worker count the lease stores were not split for. Worker k of N offers the pool addresses
+    a mod N == k: with another N, addresses held in one worker's store would be offered by another, and
+    with 0 or 1 worker leases.sqlite3 is the store from before the split. Raises StoreError."""
+    marker = Path(state_dir) / LAYOUT_FILE
+    try:
+        split = int(marker.read_text().strip())
+    except FileNotFoundError:
+        split = 0
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{marker}: unreadable ({e})") from e
+    if split and split != workers:
+        raise StoreError(f"{state_dir} holds the lease stores of dhcp.workers: {split} (leases-<k>.sqlite3); "
+                         f"serving them with dhcp.workers: {workers} could give one address twice. Set it back, "
+                         f"or move the leases-* files away to start afresh")
+    if workers >= 2 and not split:
+        try:
+            marker.write_text(f"{workers}\n")
+        except OSError as e:
+            raise StoreError(f"cannot write {marker}: {e}") from e
 
 
 class WorkerStartError(BootstrapdError):

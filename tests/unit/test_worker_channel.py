@@ -6,12 +6,14 @@ import socket
 import time
 from dataclasses import replace
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bootstrapd.dhcp.leases import Lease, LeaseState
+from bootstrapd.errors import StoreError
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.observability.worker_metrics import MergedRegistry, parse_snapshot, snapshot
 from bootstrapd.transport.dhcp_channel import (
@@ -23,7 +25,7 @@ from bootstrapd.transport.dhcp_channel import (
     encode_lease,
     pair,
 )
-from bootstrapd.transport.dhcp_workers import LeaseMirror
+from bootstrapd.transport.dhcp_workers import LeaseMirror, check_store_layout
 
 LEASE = Lease(address=IPv4Address("198.18.0.100"), client_id=b"\x01\x00\x56\x2b\x04\x36\x15",
               chaddr=bytes.fromhex("00562b043615"), state=LeaseState.BOUND, subnet="198.18.0.0/23",
@@ -136,3 +138,15 @@ def test_worker_admits_its_clients_ignores_others_broadcasts_and_forwards_their_
     for a, b in socks:
         a.close()
         b.close()
+
+
+def test_store_layout_refuses_another_worker_count_than_the_split(tmp_path: Path) -> None:
+    state = str(tmp_path)
+    check_store_layout(state, 0)
+    check_store_layout(state, 1)  # nothing split yet: leases.sqlite3 serves 0 or 1 worker alike
+    check_store_layout(state, 2)
+    assert (tmp_path / "leases-workers").read_text() == "2\n"
+    check_store_layout(state, 2)
+    for other in (0, 1, 3):
+        with pytest.raises(StoreError, match=r"dhcp\.workers: 2"):
+            check_store_layout(state, other)
