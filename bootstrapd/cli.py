@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bootstrapd import __version__
 
@@ -56,6 +56,7 @@ def _state_dir(args: argparse.Namespace) -> str | None:
 def _cmd_leases(args: argparse.Namespace) -> int:
     import time
 
+    from bootstrapd.dhcp.store_sqlite import DB_NAME, open_readonly, shard_db_name
     from bootstrapd.dhcp.stores import open_lease_store
     from bootstrapd.errors import StoreError
     from bootstrapd.listings import LEASE_COLUMNS, lease_rows, render
@@ -63,15 +64,25 @@ def _cmd_leases(args: argparse.Namespace) -> int:
     site = _site(args)
     if site is None:
         return EXIT_INVALID
-    try:
-        store = open_lease_store(site, readonly=True)
-    except StoreError as e:
-        print(f"bootstrapd leases: {e}", file=sys.stderr)
-        return EXIT_INVALID
-    try:
-        rows = lease_rows(store.iter_all(), time.time())
-    finally:
-        store.close()
+    from bootstrapd.config.model import StoreBackend
+
+    workers = site.dhcp.workers
+    shared = site.store.backend is StoreBackend.POSTGRESQL
+    names = [shard_db_name(k) for k in range(workers)] if workers >= 2 and not shared else [DB_NAME]
+    leases: list[Any] = []
+    for name in names:  # one SQLite store per DHCP worker; one shared store
+        try:
+            store = (open_lease_store(site, readonly=True) if shared
+                     else open_readonly(os.path.join(site.state_dir, name)))
+        except StoreError as e:
+            print(f"bootstrapd leases: {e}", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            leases.extend(store.iter_all())
+        finally:
+            store.close()
+    leases.sort(key=lambda lease: lease.address)
+    rows = lease_rows(leases, time.time())
     sys.stdout.write(render(rows, LEASE_COLUMNS, args.format))
     return EXIT_OK
 
@@ -149,6 +160,19 @@ def _report_all_sites(site: Site, fmt: str) -> int:
     return EXIT_OK
 
 
+def _dhcp_worker(argv: list[str]) -> int:
+    from bootstrapd.transport.dhcp_worker import run_worker
+
+    p = argparse.ArgumentParser(prog="bootstrapd dhcp-worker", description="internal: started by `bootstrapd run`")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--fds", required=True, help="channel, inbox, then every worker's inbox")
+    args = p.parse_args(argv)
+    fds = [int(fd) for fd in args.fds.split(",")]
+    return run_worker(args.config, args.index, args.count, fds[0], fds[1], fds[2:])
+
+
 def _listing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
                     func: object) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
@@ -203,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bootstrapd.lab.demo import main as demo_main
 
         return demo_main(argv[2:])
+    if argv[:1] == ["dhcp-worker"]:  # internal: a DHCP worker process, started by `run` (dhcp.workers >= 1)
+        return _dhcp_worker(argv[1:])
     if argv[:1] == ["simulate"]:  # the simulator parses its own options
         from bootstrapd.sim.cli import main as simulate_main
 

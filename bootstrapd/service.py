@@ -80,7 +80,8 @@ def restart_settings(site: Site) -> tuple[object, ...]:
 
     store = site.store  # partners apply at reload (the rogue guard reads them each round)
     return (site.listen, site.state_dir, site.syslog.port if site.syslog else None,
-            (store.backend, store.dsn, store.dsn_file, store.node), restart_keys(site.files), site.central)
+            (store.backend, store.dsn, store.dsn_file, store.node), restart_keys(site.files), site.central,
+            site.dhcp.workers)
 
 
 class FunnelReport:
@@ -122,6 +123,7 @@ class Service:
         # The report behind /, /report.json and /report.csv: an object with json() and csv(), called per
         # request (at most once a second). The funnel's build_report/report_json/report_csv connect here.
         self._report_provider: ReportProvider = FunnelReport(self)
+        self.merged: Any = None  # MergedRegistry with dhcp.workers >= 1
         self._probe: asyncio.Task[Any] | None = None
         self._store_up = True
         self._stop = asyncio.Event()
@@ -159,6 +161,10 @@ class Service:
         from bootstrapd.transport.rogue import RogueGuard
 
         site = self.site
+        if site.dhcp.workers:  # one scrape: the DHCP workers' metrics summed into ours
+            from bootstrapd.observability.worker_metrics import MergedRegistry
+
+            self.merged = MergedRegistry(self.metrics.registry)
         await self._start_metrics()
         self.rogue = RogueGuard(lambda: self.site, self.metrics, self.log)
         self._probe = asyncio.create_task(self.rogue.check())  # listens for other DHCP servers meanwhile
@@ -171,10 +177,19 @@ class Service:
         await self.dns.start()
         await self._probe  # raises ForeignServerError: we must not serve DHCP here
         os.makedirs(site.state_dir, exist_ok=True)
-        store = open_lease_store(site)
-        self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
-                               on_outcome=self.devices.dhcp_outcome)
-        self.dhcp.on_store_state = self._store_state
+        from bootstrapd.transport.dhcp_workers import check_store_layout
+
+        check_store_layout(site.state_dir, site.dhcp.workers)
+        if site.dhcp.workers:  # DHCP in worker processes (transport/dhcp_workers.py), SQLite stores
+            from bootstrapd.transport.dhcp_workers import DhcpWorkers
+
+            self.dhcp = DhcpWorkers(self.path, site, self.metrics, self.merged, self.log,
+                                    on_lease=self._lease_event, on_event=self.devices.dhcp_event)
+        else:
+            store = open_lease_store(site)
+            self.dhcp = DhcpServer(site, store, self.metrics, self.log, on_lease=self._lease_event,
+                                   on_outcome=self.devices.dhcp_outcome)
+            self.dhcp.on_store_state = self._store_state
         await self.dhcp.start()
         if site.files is not None:
             from bootstrapd.transport.fileservice import FileService
@@ -211,7 +226,8 @@ class Service:
         from bootstrapd.central import enabled
         from bootstrapd.transport.floorpage import FloorPage
 
-        self.floorpage = FloorPage(listen.host, listen.port, self.metrics.registry, self._report_provider, self.log,
+        registry = self.merged if self.merged is not None else self.metrics.registry  # one scrape with workers
+        self.floorpage = FloorPage(listen.host, listen.port, registry, self._report_provider, self.log,
                                    download_name=f"{self.site.site}-report.csv",
                                    sites=self._sites_json if enabled(self.site) else None)
         await self.floorpage.start()
@@ -329,8 +345,8 @@ class Service:
             new = loaded.site
             if restart_settings(new) != restart_settings(self.site):
                 self.log.warning("service.reload_needs_restart",
-                                 detail="listen, state_dir, the syslog port, the lease store, central and the file "
-                                 "servers apply at restart")
+                                 detail="listen, state_dir, the syslog port, the lease store, central, the file "
+                                 "servers and dhcp.workers apply at restart")
             if not self._swap(new):
                 sd_notify(f"READY=1\nSTATUS={self._status()}")
                 return

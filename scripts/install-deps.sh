@@ -8,6 +8,7 @@ declare -A need=(
   [dhcrelay]=isc-dhcp-relay [dig]=bind9-dnsutils [kdig]=knot-dnsutils [perfdhcp]=kea-admin
   [dnsmasq]=dnsmasq-base [promtool]=prometheus [systemd-analyze]=systemd [openssl]=openssl [logger]=bsdutils
   [curl]=curl [nginx]=nginx-light [wrk]=wrk  # HTTP file service tests (curl) and bench/http (nginx, wrk)
+  [dnsperf]=dnsperf  # bench/dns and bench/mixed
   [tftp]=tftp-hpa [atftp]=atftp [busybox]=busybox [in.tftpd]=tftpd-hpa  # TFTP clients; bench/tftp's peer
   [chromium]=chromium  # the floor page in a real browser (tests)
 )

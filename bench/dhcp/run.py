@@ -78,12 +78,15 @@ class CpuSample:
 
     @staticmethod
     def take(pid: int) -> CpuSample:
+        """`pid` and its child processes (bootstrapd's DHCP workers)."""
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            server = int(stat[11]) + int(stat[12])  # utime + stime
-        except (OSError, IndexError):
-            server = 0
+        server = 0
+        for p in (pid, *child_pids(pid)):
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                server += int(stat[11]) + int(stat[12])  # utime + stime
+            except (OSError, IndexError):
+                continue
         t = os.times()
         return CpuSample(time.monotonic(), int(fields[1]) + int(fields[2]), server,
                          (t.children_user + t.children_system) * TICKS)
@@ -94,6 +97,13 @@ class CpuSample:
         ours = (self.server - before.server) + (self.children - before.children)
         others = max(0.0, (self.machine_user - before.machine_user) - ours) / TICKS
         return server, 100 * others / max(1e-3, (self.wall - before.wall) * (os.cpu_count() or 1))
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def namespace_pids(host: Host) -> list[int]:
@@ -139,7 +149,7 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
     work = Path(tempfile.mkdtemp(prefix=f"{sdef.name}-{scenario}-{rate}-", dir=root))
     argv = sdef.setup(work, template)
     if args.pin:
-        argv = ["taskset", "-c", "1", *argv]
+        argv = ["taskset", "-c", args.server_cpus, *argv]
     env = dict(os.environ, KEA_PIDFILE_DIR=str(work), KEA_LOCKFILE_DIR=str(work), PYTHONUNBUFFERED="1")
     with open(work / "stdout.log", "w") as log:
         proc = server.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -153,7 +163,7 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
             time.sleep(1.0)  # py-spy attaches
         before = CpuSample.take(proc.pid), udp_drops(server)
         stats = perfdhcp(client, args.clients, rate, base_mac=PERF_BASE_MAC, limit_s=args.limit,
-                         pin="0" if args.pin else None)
+                         pin=args.load_cpus if args.pin else None)
         after = CpuSample.take(proc.pid), udp_drops(server)
         rss = rss_mb(proc.pid)
         if spy is not None:
@@ -245,6 +255,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--limit", type=float, default=30.0, help="seconds one perfdhcp run may last")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin perfdhcp to CPU 0 and the server to CPU 1")
+    p.add_argument("--server-cpus", default="1", help="taskset -c for the server (and its worker processes)")
+    p.add_argument("--load-cpus", default="0", help="taskset -c for perfdhcp")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy record bootstrapd during each run; speedscope files go to DIR")
     p.add_argument("--out", type=Path, help="also write the tables (markdown) here")

@@ -27,7 +27,8 @@ SUBNET = "198.18.0.0/16"
 POOL_FIRST, POOL_LAST = "198.18.0.10", "198.18.255.250"
 LEASE_TIME = 3600
 PRELOAD_OUI = (0x02, 0xAA)  # preloaded clients: 02:aa:00:xx:xx:xx, never one of perfdhcp's
-SERVERS = ("bootstrapd", "kea", "kea-mt", "dnsmasq", "bootstrapd-pg", "kea-pg")
+SERVERS = ("bootstrapd", "bootstrapd-w1", "bootstrapd-w2", "kea", "kea-mt", "dnsmasq", "bootstrapd-pg",
+           "kea-pg")
 PG_SERVERS = ("bootstrapd-pg", "kea-pg")
 # The PostgreSQL cluster of the -pg servers (run.py starts it: unix socket only, fsync on): its socket
 # directory. Each run gets a database of its own.
@@ -94,7 +95,7 @@ def fresh_database(work: Path) -> str:
     return name
 
 
-def bootstrapd_setup(work: Path, template: Path | None, postgres: bool = False) -> list[str]:
+def bootstrapd_setup(work: Path, template: Path | None, postgres: bool = False, workers: int = 0) -> list[str]:
     state = work / "state"
     if template is not None:
         shutil.copytree(template, state)
@@ -108,6 +109,7 @@ def bootstrapd_setup(work: Path, template: Path | None, postgres: bool = False) 
             "lease_time": LEASE_TIME,
             "unknown_devices": "lease",
             "subnets": [{"prefix": SUBNET, "pools": [f"{POOL_FIRST}-{POOL_LAST}"], "router": SERVER_IP}],
+            "workers": workers,
         },
         "logging": {"format": "json", "level": "warning"},
     }
@@ -161,6 +163,9 @@ def dnsmasq_setup(work: Path, template: Path | None) -> list[str]:
 
 SERVER_DEFS = {
     "bootstrapd": Server("bootstrapd", bootstrapd_setup, preload_bootstrapd, template_is_dir=True),
+    # dhcp.workers: 1 (DHCP in one process beside the main one), 2 (two processes, split by RFC 3074 hash)
+    **{f"bootstrapd-w{n}": Server(f"bootstrapd-w{n}", functools.partial(bootstrapd_setup, workers=n),
+                                  preload_bootstrapd, template_is_dir=True) for n in (1, 2)},
     "kea": Server("kea", kea_setup, preload_kea),
     "kea-mt": Server("kea-mt", functools.partial(kea_setup, threads=2), preload_kea),
     "dnsmasq": Server("dnsmasq", dnsmasq_setup, preload_dnsmasq),

@@ -69,7 +69,7 @@ class Result:
     dhcp: Stats
 
 
-def site_file(work: Path) -> Path:
+def site_file(work: Path, workers: int = 0) -> Path:
     """The bench/dns zone on the server's address, plus a DHCP pool big enough for every perfdhcp client."""
     raw = yaml.safe_load(DNS_SITE.read_text())
     site = {
@@ -83,6 +83,7 @@ def site_file(work: Path) -> Path:
             "unknown_devices": "lease",
             "rogue_check_wait": 0,  # nothing else on this link; do not wait 4 s at every start
             "subnets": [{"prefix": "198.18.0.0/16", "pools": ["198.18.1.0-198.18.255.250"], "router": SERVER_IP}],
+            "workers": workers,  # 0: DHCP on the main process's event loop; N: N DHCP processes beside it
         },
         "dns": raw["dns"],
         "logging": {"format": "json", "level": "warning"},
@@ -92,12 +93,13 @@ def site_file(work: Path) -> Path:
     return path
 
 
-def dnsperf(client: Host, queries: Path, rate: int, duration: float, pin: bool, out: Path) -> subprocess.Popen[str]:
+def dnsperf(client: Host, queries: Path, rate: int, duration: float, pin: str | None,
+            out: Path) -> subprocess.Popen[str]:
     """dnsperf in the background, its per-query lines (-v) going to the file `out` (a pipe would fill up)."""
     argv = ["dnsperf", "-s", SERVER_IP, "-p", str(DNS_PORT), "-d", str(queries), "-l", str(duration),
             "-c", "4", "-q", "200", "-Q", str(rate), "-v"]
     if pin:
-        argv = ["taskset", "-c", "0", *argv]
+        argv = ["taskset", "-c", pin, *argv]
     with open(out, "w") as sink:
         return client.popen(argv, stdout=sink, stderr=subprocess.DEVNULL, text=True)
 
@@ -127,9 +129,9 @@ def wait_dns(client: Host, proc: subprocess.Popen[Any], domain: str, timeout: fl
 def one_round(server: Host, client: Host, args: argparse.Namespace, queries: Path, domain: str, root: Path
               ) -> Result:
     work = Path(tempfile.mkdtemp(prefix="round-", dir=root))
-    argv = [sys.executable, "-m", "bootstrapd", "run", "-c", str(site_file(work))]
-    if args.pin:
-        argv = ["taskset", "-c", "1", *argv]
+    argv = [sys.executable, "-m", "bootstrapd", "run", "-c", str(site_file(work, args.workers))]
+    if args.pin:  # the worker processes inherit the affinity
+        argv = ["taskset", "-c", args.server_cpus, *argv]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(work / "stdout.log", "w") as log:
         proc = server.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -137,11 +139,12 @@ def one_round(server: Host, client: Host, args: argparse.Namespace, queries: Pat
         wait_dns(client, proc, domain)
         wait_answering(client, proc)
         out = work / "dnsperf.out"
-        alone = dnsperf_result(dnsperf(client, queries, args.dns_rate, args.duration, args.pin, out), out)
-        load = dnsperf(client, queries, args.dns_rate, args.duration, args.pin, out)
+        pin = args.load_cpus if args.pin else None
+        alone = dnsperf_result(dnsperf(client, queries, args.dns_rate, args.duration, pin, out), out)
+        load = dnsperf(client, queries, args.dns_rate, args.duration, pin, out)
         clients = int(args.dhcp_rate * args.duration * 0.9)  # ends inside the DNS run
         dhcp = perfdhcp(client, clients, args.dhcp_rate, base_mac=PERF_BASE_MAC, limit_s=args.duration + 20,
-                        pin="0" if args.pin else None)
+                        pin=pin)
         mixed = dnsperf_result(load, out)
         if proc.poll() is not None:
             raise RuntimeError(f"bootstrapd exited {proc.returncode} during the run")
@@ -180,6 +183,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--workers", type=int, default=0, help="dhcp.workers of the server (0: DHCP in-process)")
+    ap.add_argument("--server-cpus", default="1", help="taskset -c for bootstrapd (its workers inherit it)")
+    ap.add_argument("--load-cpus", default="0", help="taskset -c for dnsperf and perfdhcp")
     args = ap.parse_args(argv)
     ok, why = lab_available()
     if not ok:
@@ -200,7 +206,8 @@ def main(argv: list[str]) -> int:
             print(f"round {i + 1}: DNS p99 alone {result.alone.ms[99.0]:.2f} ms, with DHCP "
                   f"{result.mixed.ms[99.0]:.2f} ms; DHCP {result.dhcp.rate:.0f}/s, lost {result.dhcp.lost}",
                   file=sys.stderr, flush=True)
-    print(f"host: {os.cpu_count()} CPUs{'; pinned' if args.pin else ''}; python {sys.version.split()[0]}")
+    pinned = f"; server on CPU {args.server_cpus}, load on CPU {args.load_cpus}" if args.pin else "; not pinned"
+    print(f"host: {os.cpu_count()} CPUs{pinned}; dhcp.workers {args.workers}; python {sys.version.split()[0]}")
     report(results, args)
     return 0
 

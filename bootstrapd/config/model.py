@@ -34,6 +34,7 @@ from bootstrapd.config.types import (
     U32,
     VARIABLES,
     WINDOWSIZE,
+    WORKERS,
     AddressRange,
     HostPort,
 )
@@ -221,6 +222,10 @@ class Dhcp:
     reservations: tuple[Reservation, ...] = field(default=(), metadata=meta("fixed addresses by MAC"))
     classes: tuple[DeviceClass, ...] = field(default=(), metadata=meta("checked in order; first match wins"))
     raw_options: tuple[RawOption, ...] = field(default=(), metadata=meta("any other option code"))
+    workers: Annotated[int, WORKERS] = field(default=0, metadata=meta(
+        "DHCP worker processes: 0 serves DHCP in the main process; N >= 1 runs N beside it, each serving the "
+        "clients of its RFC 3074 hash buckets from its own part of every pool (applies at restart)"
+    ))
 
 
 class ProfileDevices(enum.Enum):

@@ -251,4 +251,5 @@ U16 = Kind("u16", _int_range(0, 65535), {"type": "integer", "minimum": 0, "maxim
 U32 = Kind("u32", _int_range(0, 2**32 - 1), {"type": "integer", "minimum": 0, "maximum": 2**32 - 1})
 I32 = Kind("i32", _int_range(-(2**31), 2**31 - 1), {"type": "integer"})
 OPTION_CODE = Kind("option code", _int_range(1, 254), {"type": "integer", "minimum": 1, "maximum": 254})
+WORKERS = Kind("workers", _int_range(0, 64), {"type": "integer", "minimum": 0, "maximum": 64})
 COUNT = Kind("count", _int_range(1, 100_000), {"type": "integer", "minimum": 1, "maximum": 100_000})

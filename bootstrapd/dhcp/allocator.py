@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv4Network
 from bootstrapd.config.model import Dhcp
 from bootstrapd.config.types import AddressRange
 from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseView
+from bootstrapd.dhcp.shard import WHOLE, Shard
 
 _FIRST_PAGE = 16  # records asked of expired_oldest_first at first; grows x4 while all are unusable
 
@@ -34,6 +35,7 @@ class Allocator:
         reserved: Collection[IPv4Address],
         server: IPv4Address | None,
         store: LeaseView,
+        shard: Shard = WHOLE,
     ) -> None:
         network = IPv4Network(subnet)
         excluded = {int(a) for a in reserved}
@@ -45,8 +47,11 @@ class Allocator:
         self._ranges = tuple((int(p.first), int(p.last)) for p in pools)
         self._excluded = frozenset(excluded)
         self._store = store
-        self.size = sum(last - first + 1 for first, last in self._ranges) - sum(
-            1 for a in self._excluded if any(first <= a <= last for first, last in self._ranges)
+        # shard.py: with several DHCP workers each offers only its own part of every pool.
+        self._shard = None if shard.whole else shard
+        self.size = sum(shard.addresses_in(first, last) for first, last in self._ranges) - sum(
+            1 for a in self._excluded
+            if shard.owns_address(a) and any(first <= a <= last for first, last in self._ranges)
         )
         # Cursor of step 3: every pool address before (pool, next) is excluded or has a record.
         self._pool = 0
@@ -56,7 +61,7 @@ class Allocator:
     def usable(self, address: IPv4Address) -> bool:
         """In one of the pools and neither reserved, the server's, nor the network or broadcast address."""
         a = int(address)
-        if a in self._excluded:
+        if a in self._excluded or (self._shard is not None and not self._shard.owns_address(a)):
             return False
         for first, last in self._ranges:  # noqa: SIM110 (a loop, not any(<generator>): twice per DISCOVER)
             if first <= a <= last:
@@ -108,6 +113,8 @@ class Allocator:
                 self._next = self._ranges[self._pool][0]
 
     def _is_unrecorded(self, a: int) -> bool:
+        if self._shard is not None and not self._shard.owns_address(a):
+            return False
         return a not in self._excluded and self._store.get_by_address(IPv4Address(a)) is None
 
     def _unrecorded(self) -> Iterator[int]:
@@ -139,8 +146,9 @@ class Allocator:
             limit *= 4
 
 
-def build_allocators(dhcp: Dhcp, server: IPv4Address, store: LeaseView) -> dict[str, Allocator]:
+def build_allocators(dhcp: Dhcp, server: IPv4Address, store: LeaseView,
+                     shard: Shard = WHOLE) -> dict[str, Allocator]:
     """One allocator per configured subnet, keyed by `str(subnet.prefix)` (the Lease.subnet value).
     Reserved addresses are never proposed: the engine gives them to their device directly."""
     reserved = frozenset(r.address for r in dhcp.reservations)
-    return {str(s.prefix): Allocator(str(s.prefix), s.pools, reserved, server, store) for s in dhcp.subnets}
+    return {str(s.prefix): Allocator(str(s.prefix), s.pools, reserved, server, store, shard) for s in dhcp.subnets}

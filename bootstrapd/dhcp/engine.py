@@ -21,6 +21,7 @@ from bootstrapd.dhcp.codec import Message, MessageType, Op
 from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseStore, client_identity
 from bootstrapd.dhcp.outcome import Destination, Drop, DropReason, Outcome, Reply, Rx, Silent
 from bootstrapd.dhcp.plan import SitePlan, SubnetPlan
+from bootstrapd.dhcp.shard import WHOLE, Shard
 from bootstrapd.errors import StoreError
 
 __all__ = ["Destination", "Drop", "DropReason", "Engine", "Outcome", "Reply", "Rx", "Silent"]
@@ -60,9 +61,10 @@ class Client:
 
 
 class Engine:
-    def __init__(self, site: Site, store: LeaseStore) -> None:
+    def __init__(self, site: Site, store: LeaseStore, shard: Shard = WHOLE) -> None:
         self._store = store
-        self._plan = SitePlan(site, store)
+        self._shard = shard  # the part of every pool this engine offers (shard.py)
+        self._plan = SitePlan(site, store, shard)
         self._handlers: dict[MessageType, Handler] = {
             MessageType.DISCOVER: self.process_discover,
             MessageType.REQUEST: self.process_request,
@@ -75,7 +77,7 @@ class Engine:
     def reload(self, site: Site) -> None:
         """Serve `site` from now on. Leases are kept as they are; one that no longer fits a pool or
         reservation gets a NAK at its next renewal. If building the new plan fails, the old one stays."""
-        self._plan = SitePlan(site, self._store)
+        self._plan = SitePlan(site, self._store, self._shard)
         self._counts = None
 
     def handle(self, msg: Message, rx: Rx, now: float) -> Outcome:

@@ -22,6 +22,7 @@ from bootstrapd.dhcp.options import (
     encode_string,
     encode_u32,
 )
+from bootstrapd.dhcp.shard import WHOLE, Shard
 
 # Options as (code, value) in the order they should be sent when nothing else decides.
 OptionList = tuple[tuple[int, bytes], ...]
@@ -111,7 +112,7 @@ class SubnetPlan:
 class SitePlan:
     """Everything the engine derives from a Site, computed once per (re)load."""
 
-    def __init__(self, site: Site, store: LeaseView) -> None:
+    def __init__(self, site: Site, store: LeaseView, shard: Shard = WHOLE) -> None:
         dhcp = site.dhcp
         self.site = site
         self.dhcp = dhcp
@@ -127,7 +128,7 @@ class SitePlan:
         )
         self.classifier = Classifier(dhcp.classes)
         self.reservations = {r.mac: r for r in dhcp.reservations}
-        allocators = build_allocators(dhcp, site.listen.address, store)
+        allocators = build_allocators(dhcp, site.listen.address, store, shard)
         self.subnets = tuple(SubnetPlan(s, allocators[str(s.prefix)], _subnet_options(site, s)) for s in dhcp.subnets)
 
     def subnet_of(self, address: IPv4Address) -> SubnetPlan | None:

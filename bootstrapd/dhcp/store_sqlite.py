@@ -178,14 +178,20 @@ def _lease(row: tuple[Any, ...], interned: dict[Any, Any]) -> Lease:
     )
 
 
-def open_store(state_dir: str | os.PathLike[str], *, busy_timeout: float = 1.0) -> SqliteLeaseStore:
-    """Open (creating if needed) the daemon's store `<state_dir>/leases.sqlite3` for writing.
+def shard_db_name(index: int) -> str:
+    """The store of DHCP worker `index` when `dhcp.workers` >= 2 (each worker owns its own file)."""
+    return f"leases-{index}.sqlite3"
+
+
+def open_store(state_dir: str | os.PathLike[str], *, busy_timeout: float = 1.0,
+               name: str = DB_NAME) -> SqliteLeaseStore:
+    """Open (creating if needed) the daemon's store `<state_dir>/<name>` (leases.sqlite3) for writing.
 
     Raises StoreError if another process holds the store, or the file is not a lease store this version
     can read. `busy_timeout` bounds how long a write waits for a lock held by an outside tool.
     """
     directory = Path(state_dir)
-    path = directory / DB_NAME
+    path = directory / name
     try:
         directory.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -32,6 +32,7 @@ from typing import Any
 
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType
+from bootstrapd.dhcp.leases import Lease
 from bootstrapd.dhcp.outcome import Reply, Silent
 from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
@@ -149,26 +150,32 @@ class DeviceTracker:
     # -- reports from the shells ---------------------------------------------------------------------------
     def dhcp_outcome(self, outcome: Reply | Silent) -> None:
         """From the DHCP shell: each reply sent, and each RELEASE/DECLINE, after its lease is durable."""
-        lease = outcome.lease
-        if lease is None or not lease.chaddr:  # NAK, INFORM's ACK, a RELEASE of nothing
+        if outcome.lease is not None:
+            msg_type = None if isinstance(outcome, Silent) else outcome.msg_type
+            self.dhcp_event(msg_type, outcome.lease, None if isinstance(outcome, Silent) else outcome.device_class)
+
+    def dhcp_event(self, msg_type: MessageType | None, lease: Lease, device_class: str | None) -> None:
+        """dhcp_outcome as values (what a DHCP worker process sends over its channel): the reply's type, or
+        None for a RELEASE/DECLINE, the lease record as written and the class the device was served as."""
+        if not lease.chaddr:  # a RELEASE of nothing
             return
         now = self._clock()
         known = self._devices.get(lease.chaddr)
-        if isinstance(outcome, Silent):  # released or declined: its DNS queries are no longer its own
+        if msg_type is None:  # released or declined: its DNS queries are no longer its own
             # A RELEASE or DECLINE from a device we have no record of: it had been leased (before this table).
             d = self._event(lease.chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
             self._unindex(d)
             d.address = d.address or lease.address
             return
-        if outcome.msg_type not in (MessageType.OFFER, MessageType.ACK):
+        if msg_type not in (MessageType.OFFER, MessageType.ACK):
             return
-        kind = Kind.OFFERED if outcome.msg_type is MessageType.OFFER else Kind.LEASED
+        kind = Kind.OFFERED if msg_type is MessageType.OFFER else Kind.LEASED
         detail = _dhcp_detail(lease.address, lease.vendor_class)
         if known is not None:
             self._unindex(known)
         d = self._event(lease.chaddr, now, kind, detail, first_seen=lease.first_seen)
         d.address = lease.address
-        d.device_class = outcome.device_class
+        d.device_class = device_class
         d.vendor_class = lease.vendor_class or d.vendor_class
         d.hostname = lease.hostname or d.hostname
         if kind is Kind.LEASED:

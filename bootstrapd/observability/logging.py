@@ -24,7 +24,9 @@ def configure(fmt: LogFormat = LogFormat.AUTO, level: LogLevel = LogLevel.INFO, 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.value.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (print() writes the line and its newline apart): the DHCP worker processes share
+        # the stream, and whole lines up to PIPE_BUF never interleave.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 

@@ -66,6 +66,19 @@ class Metrics:
         self.dhcp_errors = Counter(
             f"{p}_dhcp_internal_errors_total", "bugs: exceptions escaping the DHCP core", registry=r
         )
+        # DHCP worker processes (dhcp.workers >= 1; transport/dhcp_workers.py)
+        self.dhcp_workers = Gauge(f"{p}_dhcp_workers", "DHCP worker processes running", registry=r)
+        self.dhcp_worker_restarts = Counter(
+            f"{p}_dhcp_worker_restarts_total", "DHCP worker processes restarted after they died", registry=r
+        )
+        self.dhcp_channel_drops = Counter(
+            f"{p}_dhcp_channel_drops_total",
+            "lease and outcome records a DHCP worker could not hand to the main process (it was behind)", registry=r
+        )
+        self.dhcp_forwarded = Counter(
+            f"{p}_dhcp_forwarded_total", "unicast DHCP datagrams passed to the worker that serves their client",
+            registry=r,
+        )
         self.devices_by_class = Counter(
             f"{p}_devices_seen_by_class_total", "new devices seen, by matched class", ["class"], registry=r
         )

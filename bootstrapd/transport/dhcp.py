@@ -26,6 +26,7 @@ from bootstrapd.dhcp.codec import MessageType, parse
 from bootstrapd.dhcp.engine import Engine
 from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
+from bootstrapd.dhcp.shard import WHOLE, Shard
 from bootstrapd.errors import ParseError, StoreError
 from bootstrapd.observability.metrics import Metrics, model_label
 from bootstrapd.transport.dhcp_admit import ADMISSION_S, DISCOVER_FIRST, AdmissionQueue, peek_type, prioritised
@@ -48,6 +49,9 @@ _LABEL = {t: t.name.lower() for t in MessageType}  # metric labels (Enum.name is
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
+# (datagram, interface, source, broadcast, seconds it waited already) -> serve it here? False: another
+# worker's client (transport/dhcp_worker.py ignores or forwards it); called before it is queued or counted.
+AdmitHook = Callable[[bytes, str, tuple[Any, int], bool, float], bool]
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
 
 
@@ -62,12 +66,14 @@ class _Listener:
 
 class DhcpServer:
     def __init__(self, site: Site, store: LeaseStore, metrics: Metrics, log: Any,
-                 on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None) -> None:
+                 on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None,
+                 shard: Shard = WHOLE, admit: AdmitHook | None = None) -> None:
         self.site = site
         self.store = store
         self.metrics = metrics
         self.log = log
-        self.engine = Engine(site, store)
+        self.engine = Engine(site, store, shard)
+        self._admit = admit
         self._on_lease = on_lease
         self._on_outcome = on_outcome
         check = getattr(log, "is_enabled_for", None)
@@ -157,6 +163,8 @@ class DhcpServer:
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
                 waited: float = 0.0) -> None:
         """Queue one datagram; `waited` is how long it has been in the kernel's buffer already."""
+        if self._admit is not None and not self._admit(data, ifname, addr, broadcast, waited):
+            return
         if len(data) > MAX_DATAGRAM:
             self._drop(DropReason.PARSE_FAILED, ifname=ifname, detail="oversized datagram")
             return
