@@ -22,6 +22,7 @@ import structlog
 from bootstrapd.config.model import Site
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.syslog import MAX_DATAGRAM, Admission, DropReason, Kind, SyslogMessage, parse
+from bootstrapd.transport.dhcp import kernel_udp_drops
 
 RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
 RCVBUF = 1 << 20
@@ -139,6 +140,8 @@ class SyslogServer:
         if errors:
             m.syslog_errors.inc(errors)
         m.syslog_sources.set(len(self.admission))
+        if self.address is not None:  # /proc/net/udp of this namespace: a few sockets, read once a second
+            m.syslog_kernel_drops.set(kernel_udp_drops(self.address[1]))
         if drops:
             self._log.info("syslog.dropped", **{r.value: n for r, n in drops.items()})
 
