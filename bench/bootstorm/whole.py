@@ -78,6 +78,8 @@ class Result:
     cpu_storm: float  # daemon CPU seconds from the simulator's start until every phone was done
     cpu_total: float  # ... until the end of the flood (or of the storm)
     window: float  # wall seconds of that last window
+    first_profile_p99: float = 0.0  # s, a phone's power-on to its first profile
+    resync_p99: float = 0.0  # s, its first profile to the end of its resync chain
     load: str = ""
     stuck: dict[str, int] = field(default_factory=dict)
 
@@ -155,7 +157,28 @@ def stamp(e: dict[str, Any]) -> float:
     return datetime.fromisoformat(e["timestamp"]).timestamp()
 
 
-def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_seconds: float) -> Result:
+def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) -> list[PhoneReport]:
+    """`sims` simulator processes at once, each powering on its share of the phones (one process is one
+    core at most: its fetch threads share one interpreter). Same MACs as the inventory: seed 0, --start."""
+    shares = [phones // sims + (i < phones % sims) for i in range(sims)]
+    starts = [sum(shares[:i]) for i in range(sims)]
+    out: list[list[PhoneReport]] = [[] for _ in range(sims)]
+
+    def one(i: int) -> None:
+        out[i] = floor.simulate(shares[i], "--start", str(starts[i]), "--spread", str(spread), "--ouis",
+                                ",".join(DEMO_OUIS), "--models", ",".join(MODELS), "--error-retry-delay", "1",
+                                "--workers", str(workers), timeout=60)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(sims)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for share in out for r in share]
+
+
+def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_seconds: float,
+             sims: int = 1, workers: int = 32) -> Result:
     with tempfile.TemporaryDirectory(prefix="bootstrapd-whole-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp), prefixlen=PREFIX)
         daemon = floor.start_daemon(floor_site(floor, Path(tmp), phones))
@@ -166,8 +189,7 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
         poller = ReportPoller(floor, macs)
         cpu0, t0 = cpu_seconds(daemon.proc.pid), time.time()
         poller.start()
-        reports = floor.simulate(phones, "--spread", str(spread), "--ouis", ",".join(DEMO_OUIS), "--models",
-                                 ",".join(MODELS), "--error-retry-delay", "1", timeout=60)
+        reports = simulate(floor, phones, spread, sims, workers)
         poller.join(30)
         poller.stop.set()
         cpu_storm = cpu_seconds(daemon.proc.pid) - cpu0
@@ -226,6 +248,7 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
     drops = {k.split('"')[1]: int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_drops_total{")}
     accepted = sum(int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_messages_total{"))
     stuck = collections.Counter(f"{d['state']} at {d.get('stage')}" for d in rows if d["state"] != "done")
+    stuck.update(f"phone: resync {r.resync}: {r.resync_reason}" for r in reports if r.resync != "done")
     return Result(
         flood_rate, len(reports), last(acks), last(fetched), last(done_sink),
         report_done - first if report_done else inf,
@@ -234,7 +257,14 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
         sum(d["state"] == "done" for d in rows), len(ends), len({r.address for r in reports if r.address}),
         dict(files), sum(r.syslog_sent for r in reports) + int(flooded["sent"]), int(flooded["sent"]),
         float(flooded["seconds"]), accepted, {k: v for k, v in drops.items() if v},
-        int(metrics.get("bootstrapd_syslog_kernel_receive_drops", -1)), *cpu, stuck=dict(stuck))
+        int(metrics.get("bootstrapd_syslog_kernel_receive_drops", -1)), *cpu,
+        p99([r.seconds for r in reports if r.seconds is not None]),
+        p99([r.resync_seconds for r in reports if r.resync_seconds is not None]), stuck=dict(stuck))
+
+
+def p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * 0.99))] if s else float("inf")
 
 
 COLUMNS = ("all_leased", "all_fetched", "all_done_sink", "all_done_report", "all_done_phones", "dora_p50",
@@ -247,7 +277,8 @@ def print_result(r: Result) -> None:
           f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s | done {r.done}/{r.phones} resync {r.resync_done} "
           f"distinct {r.distinct_addresses} | syslog sent {r.syslog_sent} (flood {r.flood_sent} in "
           f"{r.flood_seconds:.1f}s) accepted {r.syslog_accepted} drops {r.syslog_drops} kernel {r.kernel_drops} "
-          f"| daemon CPU {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s | load {r.load}",
+          f"| daemon CPU {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s | first profile p99 "
+          f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}",
           flush=True)
     for reason, n in list(r.stuck.items())[:3]:
         print(f"    not done ({n}): {reason}")
@@ -274,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floods", default="0,20000", help="comma-separated flood rates (0: the storm alone)")
     p.add_argument("--sources", type=int, default=500)
     p.add_argument("--flood-seconds", type=float, default=10.0)
+    p.add_argument("--sims", type=int, default=1, help="simulator processes sharing the phones")
+    p.add_argument("--workers", type=int, default=32, help="each simulator's provisioning threads")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     ok, reason = lab_available()
@@ -283,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for _ in range(args.runs):
         for rate in (int(x) for x in args.floods.split(",")):
-            r = run_once(args.phones, args.spread, rate, args.sources, args.flood_seconds)
+            r = run_once(args.phones, args.spread, rate, args.sources, args.flood_seconds, args.sims,
+                         args.workers)
             with open("/proc/loadavg") as f:
                 r.load = " ".join(f.read().split()[:3])
             results.append(r)
