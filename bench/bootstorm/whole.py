@@ -167,8 +167,12 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
     def one(i: int) -> None:
         out[i] = floor.simulate(shares[i], "--start", str(starts[i]), "--spread", str(spread), "--ouis",
                                 ",".join(DEMO_OUIS), "--models", ",".join(MODELS), "--error-retry-delay", "1",
-                                "--workers", str(workers), timeout=60)
+                                *(["--workers", str(workers)] if workers != 32 else []), timeout=60)
 
+    # A simulator takes its addresses off eth0 when it ends; should one of them be the interface's primary
+    # address, the kernel would drop every secondary (the other simulators' phones) with it, unless promoted.
+    floor.phones.run(["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1",
+                      "net.ipv4.conf.eth0.promote_secondaries=1"])
     threads = [threading.Thread(target=one, args=(i,)) for i in range(sims)]
     for t in threads:
         t.start()

@@ -181,12 +181,15 @@ def test_reload_takes_new_subnets(env: SyslogLab) -> None:
     assert (got[0]["kind"], got[0]["mac"]) == ("resync_requested", "00:56:2b:04:36:15")
 
 
-def test_kernel_receive_drops_are_exported(env: SyslogLab) -> None:
+def test_kernel_receive_drops_are_exported_and_a_backlog_is_shed(env: SyslogLab) -> None:
     """A sink that falls behind (here: the daemon stopped) loses datagrams in the kernel; the gauge says how many."""
     assert env.daemon.proc is not None
     env.daemon.proc.send_signal(signal.SIGSTOP)
-    try:  # 5,000 small datagrams fill any receive buffer the kernel grants (rmem_max caps our 1 MiB ask)
-        send(env.flooder, *[f"<134>flood {i}".encode() for i in range(5000)])
+    try:  # 25,000 small datagrams (~1 KiB of buffer each) overflow the most we ask for (4 MiB, doubled)
+        send(env.flooder, *[f"<134>flood {i}".encode() for i in range(25000)])
     finally:
         env.daemon.proc.send_signal(signal.SIGCONT)
     assert wait_metric(env, 1, "bootstrapd_syslog_kernel_receive_drops") >= 1
+    # What did fit in the buffer was read as a backlog: the sink shed it (the flooder holds no lease).
+    assert wait_metric(env, 1, "bootstrapd_syslog_drops_total", reason="shed") >= 1
+    assert env.daemon.wait_for("syslog.shedding")
