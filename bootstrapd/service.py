@@ -199,7 +199,8 @@ class Service:
         if site.syslog is not None:
             from bootstrapd.transport.syslog import SyslogServer
 
-            self.syslog = SyslogServer(site, self.metrics, self.log, on_message=self._syslog_message)
+            self.syslog = SyslogServer(site, self.metrics, self.log, on_message=self._syslog_message,
+                                       known=self.devices.knows_address)
             await self.syslog.start()
         self.devices.start()
         self._start_central()

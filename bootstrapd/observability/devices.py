@@ -181,6 +181,10 @@ class DeviceTracker:
         if kind is Kind.LEASED:
             self._index(d)
 
+    def knows_address(self, address: str) -> bool:
+        """Does a device we track hold a lease on `address` (dotted quad)? The syslog sink's shedding test."""
+        return address in self._by_address
+
     def dns_query(self, client: str, qname: str, qtype: int, rcode: Rcode) -> None:
         """From the DNS shell (on the hot path: the address lookup comes first and mostly ends it)."""
         chaddr = self._by_address.get(client)

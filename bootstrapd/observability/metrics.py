@@ -149,6 +149,10 @@ class Metrics:
         self.syslog_sources = Gauge(
             f"{p}_syslog_sources_tracked", "sources in the sink's rate-limit table", registry=r
         )
+        self.syslog_kernel_drops = Gauge(
+            f"{p}_syslog_kernel_receive_drops", "datagrams the kernel dropped on our syslog socket (full receive "
+            "buffer: the sink fell behind)", registry=r
+        )
         self.syslog_errors = Counter(
             f"{p}_syslog_internal_errors_total", "bugs: exceptions escaping the message hook", registry=r
         )

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N phones whose first resync 404s (the lab server honours their request), then succeeds "
                    "on the retry")
     p.add_argument("--wrong-key", type=int, default=0, metavar="N", help="N phones decrypt with a wrong key")
+    p.add_argument("--workers", type=int, default=32, help="provisioning threads: phones fetching and resyncing "
+                   "at once (default 32; the others wait their turn)")
     p.add_argument("--json", action="store_true", help="JSON lines: progress events, then the report")
     return p
 
@@ -87,12 +89,14 @@ def main(argv: list[str]) -> int:
                                wrong_key=args.wrong_key)
         if args.resync_retries < 0 or args.max_hops < 0 or (args.error_retry_delay or 0) < 0:
             raise ValueError("--resync-retries, --max-hops and --error-retry-delay cannot be negative")
+        if not 1 <= args.workers <= 4096:
+            raise ValueError("--workers must be between 1 and 4096")
     except ValueError as e:
         print(f"bootstrapd simulate: {e}", file=sys.stderr)
         return 2
     config = SimConfig(args.interface, args.seed, args.spread, args.timeout,
                        Retransmit(initial=args.retransmit, jitter=min(1.0, args.retransmit / 4)),
-                       Settings(args.ca, args.http_timeout),
+                       Settings(args.ca, args.http_timeout), args.workers,
                        resync=ResyncSettings(args.max_hops, args.resync_retries, args.error_retry_delay))
     emit = _json_emit if args.json else _ProgressBar(len(phones)).emit
     emit({"event": "start", "phones": len(phones)})

@@ -23,6 +23,9 @@ class DropReason(enum.Enum):
     RATE_LIMITED = "rate_limited"  # over syslog.rate_limit datagrams per second from one source
     OVERSIZED = "oversized"  # longer than MAX_DATAGRAM (RFC 5424 section 6.1)
     EMPTY = "empty"  # zero bytes: nothing to record
+    # The sink fell behind (its socket stayed backlogged) and the sender holds no lease: dropped unread, so
+    # that the leased phones' lines get through a flood instead of being lost in the kernel with the rest.
+    SHED = "shed"
 
 
 @dataclass(slots=True)

@@ -93,12 +93,16 @@ _LEADING_MAC = re.compile(rf"(?:(?P<pn>{_PN})\s+)?(?P<mac>{_MAC})(?![\w:.])")
 _SEPARATOR = re.compile(rf"\s*{_DASH}\s*")
 
 
+_MAC_SEPARATORS = str.maketrans("", "", ":.-")
+_HEX12 = re.compile(r"[0-9a-f]{12}")
+
+
 def normalise_mac(token: str) -> str | None:
     """00:56:2b:04:36:15 from any accepted spelling, None when it is not 12 hex digits."""
-    digits = re.sub(r"[:.-]", "", token).lower()
-    if len(digits) != 12 or not all(c in "0123456789abcdef" for c in digits):
+    d = token.translate(_MAC_SEPARATORS).lower()  # on every message: no generator, no per-call regex lookup
+    if not _HEX12.fullmatch(d):
         return None
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    return f"{d[0:2]}:{d[2:4]}:{d[4:6]}:{d[6:8]}:{d[8:10]}:{d[10:12]}"
 
 
 def parse(datagram: bytes) -> SyslogMessage:
