@@ -28,7 +28,7 @@ import structlog
 from bootstrapd.config.model import Site
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.syslog import MAX_DATAGRAM, Admission, DropReason, Kind, SyslogMessage, parse
-from bootstrapd.transport.dhcp import kernel_udp_drops
+from bootstrapd.transport.dhcp_recv import kernel_udp_drops
 
 RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
 SHED_HOLD = 1.0  # seconds of shedding after a wakeup that left the socket backlogged
