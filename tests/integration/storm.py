@@ -1,10 +1,12 @@
 """A storm of DHCP clients for the duplicate-address proof, and the checker over what they saw.
 
 Namespace side (`main`): one AF_PACKET socket, `clients` simulated clients (scapy-built frames, each with its
-own MAC) for `duration` seconds. Each client gets an address (DISCOVER, first OFFER, REQUEST), then does one
+own MAC) for `duration` seconds, beginning with a rush (`Storm.rush`). Each client gets an address (DISCOVER, first OFFER, REQUEST), then does one
 of: renew at T1 (unicast to the server that granted it), rebind (broadcast REQUEST with ciaddr), release
-after a while, or vanish (silent; back later with a new DISCOVER). It prints one JSON list of what it saw:
-    ["ack", mac, address, t_request, t_ack, lease_seconds]  ["release", mac, address, t]  ["nak", mac, t]
+after a while, vanish (silent; back later with a new DISCOVER), or reboot (stops using the address, then
+INIT-REBOOT: a broadcast REQUEST for it). It prints one JSON list of what it saw:
+    ["ack", mac, address, t_request, t_ack, lease_seconds]  ["release" | "reboot", mac, address, t]
+    ["nak", mac, t]
 
 Test side (`holdings`, `duplicates`): when each client held which address, by RFC 2131 4.4.1's client-side
 rule (the lease runs from when the REQUEST was sent), starting at the ACK's arrival; and the addresses two
@@ -25,8 +27,8 @@ from typing import Any
 from tests.integration.dhcp_client import ETH_P_IP, SO_RCVBUFFORCE, _is_server_reply, build_frame, dissect, mac
 
 Event = list[Any]
-ACTIONS = ("renew", "rebind", "release", "vanish")
-WEIGHTS = (4, 2, 2, 2)
+ACTIONS = ("renew", "rebind", "release", "vanish", "reboot")
+WEIGHTS = (4, 2, 2, 2, 2)
 
 
 @dataclass
@@ -57,6 +59,17 @@ class Storm:
             self.by_xid[c.xid] = c
         self.sock.send(build_frame({"kind": kind, "chaddr": c.mac, "xid": c.xid, **fields}))
 
+    def rush(self, now: float) -> None:
+        """The floor powers up: every client's first DISCOVER at once. The two servers hear them in opposite
+        orders (layer-2 frames to each server's MAC, in turn), as links of different latency may deliver
+        them: the nodes' first choices then cross, and only the store decides who gets an address."""
+        for c in self.clients:
+            c.state, c.xid, c.next_at = "selecting", self.rng.getrandbits(32), now + self.rng.uniform(1.0, 1.5)
+            self.by_xid[c.xid] = c
+        for n, server_mac in enumerate(self.servers.values()):
+            for c in self.clients[:: 1 if n % 2 == 0 else -1]:
+                self.sock.send(build_frame({"kind": "discover", "chaddr": c.mac, "xid": c.xid, "eth_dst": server_mac}))
+
     def tick(self, now: float) -> None:
         for c in self.clients:
             if now >= c.next_at:
@@ -79,6 +92,12 @@ class Storm:
         elif c.action == "rebind":
             c.state = "renewing"
             self.send(c, "request", ciaddr=c.address, ip_src=c.address)
+        elif c.action == "reboot":  # RFC 2131 4.3.2 INIT-REBOOT: no server id, no ciaddr
+            self.events.append(["reboot", c.mac, c.address, now])
+            c.state, c.expires = "requesting", 0.0
+            self.send(c, "request", requested=c.address)
+            c.next_at = now + 1.5
+            return
         elif c.action == "release":
             self.send(c, "release", ciaddr=c.address, server_id=c.server, ip_src=c.address, ip_dst=c.server,
                       eth_dst=self.servers.get(c.server, "ff:ff:ff:ff:ff:ff"))
@@ -95,7 +114,7 @@ class Storm:
         if c is None or reply["chaddr"] != c.mac:
             return
         kind, sid = reply["type"], _server_id(reply)
-        if kind == "offer" and c.state == "selecting":
+        if kind == "offer" and c.state == "selecting":  # the first OFFER wins, as MPP phones do
             c.state, c.offer, c.t_request = "requesting", reply, now
             self.send(c, "request", keep_xid=True, requested=reply["yiaddr"], server_id=sid)
             c.next_at = now + 1.5
