@@ -25,18 +25,9 @@ def central_dsn(site: Site) -> str:
         raise StoreError("no central database in the site file (central: {dsn: ...})")
     if not c.enabled:
         raise StoreError("central.enabled is false in the site file")
-    if c.dsn is not None:
-        return c.dsn
-    if c.dsn_file is None:
-        raise StoreError("central: needs dsn or dsn_file")
-    try:
-        with open(c.dsn_file, encoding="utf-8") as f:
-            dsn = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise StoreError(f"central.dsn_file: cannot read {c.dsn_file}: {e}") from e
-    if not dsn:
-        raise StoreError(f"central.dsn_file: {c.dsn_file} holds no connection string")
-    return dsn
+    from bootstrapd.dhcp.stores import read_dsn
+
+    return read_dsn(c.dsn, c.dsn_file, "central")
 
 
 def open_shipper(site: Any, tracker: DeviceTracker, metrics: Metrics | None, log: Any) -> Shipper:

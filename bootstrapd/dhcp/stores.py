@@ -11,19 +11,24 @@ from bootstrapd.errors import StoreError
 
 def store_dsn(site: Site) -> str:
     """The connection string of a postgresql store: `dsn`, or the first line of `dsn_file`."""
-    st = site.store
-    if st.dsn is not None:
-        return st.dsn
-    if st.dsn_file is None:
-        raise StoreError("store: backend postgresql needs dsn or dsn_file")
+    return read_dsn(site.store.dsn, site.store.dsn_file, "store")
+
+
+def read_dsn(dsn: str | None, dsn_file: str | None, section: str) -> str:
+    """`dsn`, else the first line of `dsn_file` (kept out of the site file, readable only by bootstrapd);
+    StoreError naming `section` when neither gives a connection string."""
+    if dsn is not None:
+        return dsn
+    if dsn_file is None:
+        raise StoreError(f"{section}: needs dsn or dsn_file")
     try:
-        with open(st.dsn_file, encoding="utf-8") as f:
-            dsn = f.readline().strip()
+        with open(dsn_file, encoding="utf-8") as f:
+            text = f.readline().strip()
     except (OSError, UnicodeDecodeError) as e:
-        raise StoreError(f"store.dsn_file: cannot read {st.dsn_file}: {e}") from e
-    if not dsn:
-        raise StoreError(f"store.dsn_file: {st.dsn_file} holds no connection string")
-    return dsn
+        raise StoreError(f"{section}.dsn_file: cannot read {dsn_file}: {e}") from e
+    if not text:
+        raise StoreError(f"{section}.dsn_file: {dsn_file} holds no connection string")
+    return text
 
 
 def node_name(site: Site) -> str:
