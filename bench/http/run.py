@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, object]]:
                  else start_bootstrapd(lan.server, tmp, root), "nginx": start_nginx(lan.server, tmp, root)}
         results: dict[str, dict[str, object]] = {}
         try:
-            if daemon:
+            if daemon and args.profile_cases:  # "": none (the RSS of a daemon that rendered nothing yet)
                 results["bootstrapd-profiles"] = profile_cases(client, tmp, args)
             for port in PORTS.values():  # warm the page cache for both
                 client.run(["curl", "-sS", "-o", "/dev/null", f"http://{SERVER}:{port}/{FIRMWARE}"], timeout=120)
