@@ -3,6 +3,9 @@
     sudo PYTHONPATH=. .venv/bin/python -m bench.tftp.run            # full: 1,000 small, 20 x 32 MB
     sudo PYTHONPATH=. .venv/bin/python -m bench.tftp.run --short    # a quick proof that it works
 
+Servers: `bootstrapd-daemon` (`python -m bootstrapd run` on bench/files/site.py's site, daemon defaults),
+`bootstrapd` / `bootstrapd-wN` (the TFTP shell alone through tests/integration/tftp_harness.py, default or N
+transfer workers), tftpd-hpa, dnsmasq.
 Scenarios (the same client, bench/tftp/load.py, in a client namespace, against each server in turn):
   small:   `--small-transfers` downloads of a 4 KB file by 100 concurrent clients (RFC 1350 lock-step)
   large:   20 concurrent downloads of a 32 MB file at blksize 1468
@@ -25,15 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from bench.files.site import daemon_site
 from bootstrapd.lab import Lab, lab_available, staging_lan, stop_process
 
 SERVER_IP, CLIENT_ADDR = "198.18.0.1", "198.18.0.2/23"
 REPO = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
-SERVERS = ("bootstrapd", "tftpd-hpa", "dnsmasq")
+SERVERS = ("bootstrapd-daemon", "bootstrapd", "tftpd-hpa", "dnsmasq")
 
 
 def argv_for(name: str, root: Path, work: Path) -> list[str]:
+    if name == "bootstrapd-daemon":  # the real daemon, its defaults (2 transfer workers on 2 CPUs)
+        site = work / "daemon"
+        site.mkdir(exist_ok=True)
+        (site / "site.yaml").write_text(yaml.safe_dump(dict(daemon_site(site, root), state_dir=str(site / "state"))))
+        return [sys.executable, "-m", "bootstrapd", "run", "-c", str(site / "site.yaml")]
     if name.startswith("bootstrapd"):  # bootstrapd-wN: with N transfer workers (default: CPUs minus one)
         workers = ["--workers", name.split("-w", 1)[1]] if "-w" in name else []
         return [sys.executable, "-m", "tests.integration.tftp_harness", "--root", str(root), "--address",
@@ -150,7 +161,7 @@ def one(lan: Any, client: Any, name: str, root: Path, work: Path, sc: Scenario, 
     log.close()
     meter: CpuMeter | None = None
     try:
-        time.sleep(1.0 if name.startswith("bootstrapd") else 0.3)
+        time.sleep(4.0 if name == "bootstrapd-daemon" else 1.0 if name.startswith("bootstrapd") else 0.3)
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited: {(work / f'{name}.log').read_text()[-2000:]}")
         meter = CpuMeter(proc.pid)
@@ -202,8 +213,8 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print("\n| scenario | server | transfers | fail | transfers/s | MB/s | server CPU s | CPU ms/transfer |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(r.line())
+    for row in rows:
+        print(row.line())
     return 0
 
 
