@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.integration.daemon import site_config
+from tests.integration.daemon import files_section, site_config
 
-CONFIG = Path(__file__).resolve().parents[2] / "config"
 SERVER = "198.18.0.1"
 MAC_BASE = 0x00562B100000  # inventory MACs: MAC_BASE + i
 
@@ -29,20 +27,6 @@ def write_inventory(path: Path, rows: int) -> None:
 
 
 def daemon_site(work: Path, root: Path, rows: int = 1000, log_level: str = "info") -> dict[str, Any]:
-    shutil.copytree(CONFIG / "templates", work / "templates", dirs_exist_ok=True)
     write_inventory(work / "inventory.csv", rows)
-    files = {
-        "root": str(root),
-        "tftp": {"port": 69},
-        "http": {"port": 80},
-        "inventory": str(work / "inventory.csv"),
-        "variables": {"remote_profile_rule": "https://prov.example.net/$MA.xml",
-                      "device_profile_rule": f"tftp://{SERVER}/$MA.cfg", "syslog_server": SERVER,
-                      "ntp_server": SERVER, "firmware_server": f"http://{SERVER}"},
-        "profiles": [
-            {"names": ["$PN.cfg", "$PSN.xml"], "template": str(work / "templates/bootstrap.xml.j2")},
-            {"names": ["$MA.cfg", "Cisco/$MA.cfg"], "template": str(work / "templates/device.xml.j2"),
-             "devices": "inventory", "encrypt": "aes-256-cbc"},
-        ],
-    }
+    files = files_section(work, root, work / "inventory.csv", SERVER)
     return site_config(files=files, logging={"format": "json", "level": log_level})

@@ -1,13 +1,17 @@
-"""The site the DHCP/DNS integration tests start from, and the daemon runner."""
+"""The site the DHCP/DNS integration tests start from, the file service's section, and the daemon runner."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 from bootstrapd.lab.daemon import Daemon
 
-__all__ = ["SITE", "Daemon", "site_config"]
+__all__ = ["SITE", "Daemon", "files_section", "site_config"]
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 SITE: dict[str, Any] = {
     "site": "lab",
@@ -55,3 +59,24 @@ def site_config(**overrides: Any) -> dict[str, Any]:
     return site
 
 
+
+
+def files_section(work: Path, root: Path, inventory: Path, server: str = "198.18.0.1") -> dict[str, Any]:
+    """`files:` for the file-service tests and benches: the example's templates (copied into `work`),
+    TFTP on 69 and HTTP on 80, the example's two profiles (the bootstrap profile for any device, the
+    per-MAC one AES-256-CBC encrypted for inventory devices)."""
+    shutil.copytree(CONFIG / "templates", work / "templates", dirs_exist_ok=True)
+    return {
+        "root": str(root),
+        "tftp": {"port": 69},
+        "http": {"port": 80},
+        "inventory": str(inventory),
+        "variables": {"remote_profile_rule": "https://prov.example.net/$MA.xml",
+                      "device_profile_rule": f"tftp://{server}/$MA.cfg", "syslog_server": server,
+                      "ntp_server": server, "firmware_server": f"http://{server}"},
+        "profiles": [
+            {"names": ["$PN.cfg", "$PSN.xml"], "template": str(work / "templates/bootstrap.xml.j2")},
+            {"names": ["$MA.cfg", "Cisco/$MA.cfg"], "template": str(work / "templates/device.xml.j2"),
+             "devices": "inventory", "encrypt": "aes-256-cbc"},
+        ],
+    }

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bootstrapd.lab import Host, Lab, staging_lan
-from tests.integration.daemon import Daemon, site_config
+from tests.integration.daemon import Daemon, files_section, site_config
 from tests.labreq import require_lab
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -42,26 +42,12 @@ class FilesLab:
 
 
 def files_site(work: Path) -> dict[str, Any]:
-    for name in ("templates", "tls"):
-        shutil.copytree(CONFIG / name, work / name)
+    shutil.copytree(CONFIG / "tls", work / "tls")
     shutil.copy(CONFIG / "inventory.csv", work / "inventory.csv")
     (work / "root" / "firmware").mkdir(parents=True)
     (work / "root" / "firmware" / "sip78xx.loads").write_bytes(os.urandom(300_000))
-    files = {
-        "root": str(work / "root"),
-        "tftp": {"port": 69},
-        "http": {"port": 80},
-        "https": {"port": 443, "cert": str(work / "tls/floor.crt"), "key": str(work / "tls/floor.key")},
-        "inventory": str(work / "inventory.csv"),
-        "variables": {"remote_profile_rule": "https://prov.example.net/$MA.xml",
-                      "device_profile_rule": f"tftp://{SERVER}/$MA.cfg", "syslog_server": SERVER,
-                      "ntp_server": SERVER, "firmware_server": f"http://{SERVER}"},
-        "profiles": [
-            {"names": ["$PN.cfg", "$PSN.xml"], "template": str(work / "templates/bootstrap.xml.j2")},
-            {"names": ["$MA.cfg", "Cisco/$MA.cfg"], "template": str(work / "templates/device.xml.j2"),
-             "devices": "inventory", "encrypt": "aes-256-cbc"},
-        ],
-    }
+    files = files_section(work, work / "root", work / "inventory.csv")
+    files["https"] = {"port": 443, "cert": str(work / "tls/floor.crt"), "key": str(work / "tls/floor.key")}
     return site_config(files=files, metrics={"listen": METRICS}, logging={"format": "json", "level": "info"})
 
 
