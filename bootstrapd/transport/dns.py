@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -43,6 +44,7 @@ UDP_BUDGET = 4 * UDP_BATCH
 UDP_RECV_SIZE = 4096  # larger datagrams are cut by the kernel and then FORMERR
 UDP_RCVBUF = 4 << 20  # ride out bursts (the kernel caps it at net.core.rmem_max)
 FLUSH_INTERVAL = 1.0
+EPHEMERAL_TRIES = 8  # port 0: free UDP ports tried until one whose TCP twin is free too
 
 _SEND_FAILED = dropped(DropReason.SEND_FAILED)
 _CONNECTION_LIMIT = dropped(DropReason.CONNECTION_LIMIT)
@@ -201,18 +203,37 @@ class DnsServer:
         self._loop = asyncio.get_running_loop()
         try:
             for host, port in self._bind:
-                sock = self._udp_socket(host, port)
-                bound = sock.getsockname()[1]
-                server = await asyncio.start_server(
-                    self._tcp_client, host, bound, reuse_address=True, limit=dns_tcp.MAX_QUERY + 2
-                )
-                self._tcp.append(server)
-                self.addresses.append((host, bound))
+                await self._listen(host, port)
         except BaseException:
             await self.stop()
             raise
         self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
         self._log.info("dns.started", addresses=[f"{h}:{p}" for h, p in self.addresses])
+
+    async def _listen(self, host: str, port: int) -> None:
+        """UDP and TCP on one port. Port 0 takes the kernel's free UDP port, whose TCP twin may be some
+        client's ephemeral port: then another free port is tried rather than failing the start."""
+        for attempt in range(EPHEMERAL_TRIES):
+            sock = self._udp_socket(host, port)
+            bound = sock.getsockname()[1]
+            try:
+                server = await asyncio.start_server(
+                    self._tcp_client, host, bound, reuse_address=True, limit=dns_tcp.MAX_QUERY + 2
+                )
+            except OSError as err:
+                if port != 0 or err.errno != errno.EADDRINUSE or attempt == EPHEMERAL_TRIES - 1:
+                    raise
+                self._close_udp(sock)
+                continue
+            self._tcp.append(server)
+            self.addresses.append((host, bound))
+            return
+
+    def _close_udp(self, sock: socket.socket) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+        self._udp.remove(sock)
+        sock.close()
 
     def _udp_socket(self, host: str, port: int) -> socket.socket:
         assert self._loop is not None
