@@ -1,12 +1,15 @@
 """DNS latency while DHCP is busy: the whole daemon, dnsperf and perfdhcp at once (a boot storm's shape).
 
     python bench/mixed/run.py [--dns-rate 20000] [--dhcp-rate 2000] [--duration 10] [--rounds 3]
+                              [--tftp-clients 100]
 
 As root. Two network namespaces joined by one veth (server 198.18.0.1/16, client 198.18.0.2/16); nothing
 touches a host interface. Each round starts a fresh `bootstrapd run` (fresh state) and offers it, from the
 client namespace:
   1. DNS alone: dnsperf at --dns-rate (SRV 70 %, A 20 %, NXDOMAIN 10 %, as bench/dns);
-  2. DNS and DHCP: the same dnsperf load while perfdhcp runs new clients' DORAs at --dhcp-rate.
+  2. DNS and DHCP: the same dnsperf load while perfdhcp runs new clients' DORAs at --dhcp-rate, and with
+     --tftp-clients N a TFTP storm besides: N lock-step clients (bench/tftp/load.py) fetching a phone's
+     first profile, rendered by the daemon's file service, one after another for the whole run.
 DNS and DHCP share one event loop in the daemon, so (2) shows how long a query waits behind DHCP work.
 The server runs on CPU 1, dnsperf and perfdhcp on CPU 0 (--no-pin: anywhere). Not part of the test suite.
 See README.md.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
 import subprocess
@@ -30,12 +34,15 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "dhcp"))
+sys.path.insert(0, str(HERE.parents[1]))  # the repository: bench.files.site and its test helpers
 
 from load import PERF_BASE_MAC, Stats, pct, perfdhcp, wait_answering  # noqa: E402
 from servers import CLIENT_IP, SERVER_IP  # noqa: E402
 
+from bench.files.site import write_inventory  # noqa: E402
 from bootstrapd.config import load_site  # noqa: E402
 from bootstrapd.lab import Host, Lab, lab_available, stop_process  # noqa: E402
+from tests.integration.daemon import files_section  # noqa: E402
 
 
 def _dns_bench() -> Any:
@@ -53,6 +60,8 @@ PERCENTILES: tuple[float, ...] = DNS_BENCH.PERCENTILES
 parse_dnsperf, query_file = DNS_BENCH.parse_dnsperf, DNS_BENCH.query_file
 DNS_PORT = 53
 DNS_SITE = HERE.parent / "dns" / "site.yaml"
+TFTP_LOAD = HERE.parent / "tftp" / "load.py"
+TFTP_NAME = "CP-8841-3PCC.cfg"  # the bootstrap profile, rendered per request for the requesting phone
 
 
 @dataclass
@@ -63,13 +72,21 @@ class DnsRun:
 
 
 @dataclass
+class TftpRun:
+    transfers: int
+    failures: int
+    seconds: float
+
+
+@dataclass
 class Result:
     alone: DnsRun
     mixed: DnsRun
     dhcp: Stats
+    tftp: TftpRun | None = None
 
 
-def site_file(work: Path, workers: int = 0) -> Path:
+def site_file(work: Path, workers: int = 0, files: bool = False) -> Path:
     """The bench/dns zone on the server's address, plus a DHCP pool big enough for every perfdhcp client."""
     raw = yaml.safe_load(DNS_SITE.read_text())
     site = {
@@ -88,6 +105,10 @@ def site_file(work: Path, workers: int = 0) -> Path:
         "dns": raw["dns"],
         "logging": {"format": "json", "level": "warning"},
     }
+    if files:
+        (work / "root").mkdir(exist_ok=True)
+        write_inventory(work / "inventory.csv", 100)
+        site["files"] = files_section(work, work / "root", work / "inventory.csv", SERVER_IP)
     path = work / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
@@ -129,7 +150,8 @@ def wait_dns(client: Host, proc: subprocess.Popen[Any], domain: str, timeout: fl
 def one_round(server: Host, client: Host, args: argparse.Namespace, queries: Path, domain: str, root: Path
               ) -> Result:
     work = Path(tempfile.mkdtemp(prefix="round-", dir=root))
-    argv = [sys.executable, "-m", "bootstrapd", "run", "-c", str(site_file(work, args.workers))]
+    argv = [sys.executable, "-m", "bootstrapd", "run", "-c",
+            str(site_file(work, args.workers, files=args.tftp_clients > 0))]
     if args.pin:  # the worker processes inherit the affinity
         argv = ["taskset", "-c", args.server_cpus, *argv]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -142,15 +164,33 @@ def one_round(server: Host, client: Host, args: argparse.Namespace, queries: Pat
         pin = args.load_cpus if args.pin else None
         alone = dnsperf_result(dnsperf(client, queries, args.dns_rate, args.duration, pin, out), out)
         load = dnsperf(client, queries, args.dns_rate, args.duration, pin, out)
+        storm = tftp_storm(client, args.tftp_clients, args.duration, pin) if args.tftp_clients else None
         clients = int(args.dhcp_rate * args.duration * 0.9)  # ends inside the DNS run
         dhcp = perfdhcp(client, clients, args.dhcp_rate, base_mac=PERF_BASE_MAC, limit_s=args.duration + 20,
                         pin=pin)
         mixed = dnsperf_result(load, out)
+        tftp = tftp_result(storm) if storm is not None else None
         if proc.poll() is not None:
             raise RuntimeError(f"bootstrapd exited {proc.returncode} during the run")
     finally:
         stop_process(proc)
-    return Result(alone, mixed, dhcp)
+    return Result(alone, mixed, dhcp, tftp)
+
+
+def tftp_storm(client: Host, clients: int, seconds: float, pin: str | None) -> subprocess.Popen[str]:
+    argv = [sys.executable, str(TFTP_LOAD), "--server", SERVER_IP, "--name", TFTP_NAME, "--transfers", "100000000",
+            "--concurrency", str(clients), "--seconds", str(seconds)]
+    if pin:
+        argv = ["taskset", "-c", pin, *argv]
+    return client.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def tftp_result(proc: subprocess.Popen[str]) -> TftpRun:
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the TFTP load exited {proc.returncode}")
+    stats = json.loads(out.strip().splitlines()[-1])
+    return TftpRun(int(stats["transfers"]), int(stats["failures"]), float(stats["seconds"]))
 
 
 def line(label: str, runs: list[DnsRun]) -> str:
@@ -174,6 +214,11 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     p50, p99 = pct(delays, 0.5), pct(delays, 0.99)
     print(f"\nDHCP meanwhile: perfdhcp at {args.dhcp_rate} DORA/s offered: {rate:.0f} DORA/s, "
           f"{sum(s.lost for s in stats)} lost, exchange p50 {p50 or 0:.2f} ms, p99 {p99 or 0:.2f} ms")
+    storms = [r.tftp for r in results if r.tftp is not None]
+    if storms:
+        rate = statistics.median(t.transfers / t.seconds for t in storms)
+        print(f"TFTP meanwhile: {args.tftp_clients} lock-step clients fetching {TFTP_NAME}: {rate:.0f} transfers/s,"
+              f" {sum(t.failures for t in storms)} failed")
 
 
 def main(argv: list[str]) -> int:
@@ -186,6 +231,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--workers", type=int, default=0, help="dhcp.workers of the server (0: DHCP in-process)")
     ap.add_argument("--server-cpus", default="1", help="taskset -c for bootstrapd (its workers inherit it)")
     ap.add_argument("--load-cpus", default="0", help="taskset -c for dnsperf and perfdhcp")
+    ap.add_argument("--tftp-clients", type=int, default=0, help="a TFTP storm of N clients beside DHCP (0: none)")
     args = ap.parse_args(argv)
     ok, why = lab_available()
     if not ok:
@@ -207,7 +253,8 @@ def main(argv: list[str]) -> int:
                   f"{result.mixed.ms[99.0]:.2f} ms; DHCP {result.dhcp.rate:.0f}/s, lost {result.dhcp.lost}",
                   file=sys.stderr, flush=True)
     pinned = f"; server on CPU {args.server_cpus}, load on CPU {args.load_cpus}" if args.pin else "; not pinned"
-    print(f"host: {os.cpu_count()} CPUs{pinned}; dhcp.workers {args.workers}; python {sys.version.split()[0]}")
+    print(f"host: {os.cpu_count()} CPUs{pinned}; dhcp.workers {args.workers}; tftp clients {args.tftp_clients};"
+          f" python {sys.version.split()[0]}")
     report(results, args)
     return 0
 

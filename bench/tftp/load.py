@@ -71,6 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     if args.windowsize:
         options.append(("windowsize", str(args.windowsize)))
     todo = iter(range(args.transfers))
+    stop_at = time.monotonic() + args.seconds if args.seconds else float("inf")
     stats = {"transfers": 0, "failures": 0, "bytes": 0, "short": 0}
 
     async def worker() -> None:
@@ -80,6 +81,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         sock.bind(("0.0.0.0", 0))
         try:
             for _ in todo:
+                if time.monotonic() >= stop_at:
+                    break
                 try:
                     n = await fetch(loop, sock, (args.server, args.port), args.name, tuple(options),
                                     args.timeout, args.retries)
@@ -114,6 +117,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--windowsize", type=int, default=0)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=0.0, help="start no transfer after this long (0: no limit)")
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))))
     return 0
