@@ -1,6 +1,6 @@
 """Memory of the real daemon under a flood of spoofed identities (issue 12: RSS under 150 MB).
 
-    python bench/files/spoof.py [--count 50000] [--modes ua,path,firmware] [--inventory 1000]
+    python bench/files/spoof.py [--count 50000] [--modes ua,path,firmware] [--inventory 1000] [--render-cache BYTES]
 
 A lab (network namespaces, 198.18.0.0/15 only): the daemon (`python -m bootstrapd run`, bench/files/site.py:
 example templates, `--inventory` generated phones) on 198.18.0.1 and one client host running
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         client = lan.static_client("198.18.0.200/23", name="spoofer")
         site = daemon_site(tmp, tmp / "root", args.inventory)
         site["metrics"] = {"listen": METRICS}
+        if args.render_cache is not None:
+            site["files"]["render_cache"] = args.render_cache
         daemon = Daemon(lan.server, tmp, site).start(timeout=30)
         try:
             daemon.wait_for("files.listening", timeout=30)
@@ -91,6 +93,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=50_000, help="requests per mode, each a new identity")
     p.add_argument("--modes", default="ua,path,firmware", help="floods in order (tests/integration/http_spoof.py)")
     p.add_argument("--inventory", type=int, default=1000, help="inventory rows of the daemon's site")
+    p.add_argument("--render-cache", type=int, help="files.render_cache, bytes (0: the device table alone)")
     args = p.parse_args()
     print(json.dumps(run(args), indent=2))
 

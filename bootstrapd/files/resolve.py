@@ -28,6 +28,7 @@ from bootstrapd.files.names import NameMatch, NamePattern, compile_name
 from bootstrapd.files.outcome import Device, FileRequest, IdentifiedBy, Miss, MissReason, Rendered, Resolution, Static
 from bootstrapd.files.render import DeviceVars, RandomBytes, Templates, compress, context, device_vars, render_xml, seal
 
+
 class FilesError(BootstrapdError):
     """The file service cannot be built from this configuration (check would have said so)."""
 
