@@ -322,6 +322,9 @@ class Files:
         default_factory=dict, metadata=meta("site-wide template variables")
     )
     profiles: tuple[Profile, ...] = field(default=(), metadata=meta("rendered names; first match wins"))
+    render_cache: Annotated[int, U32] = field(default=8 << 20, metadata=meta(
+        "bytes of rendered profiles kept in memory, least recently used out first (each entry counts its "
+        "body and 1 KiB for its key); 0 renders every request"))
 
 
 @dataclass(frozen=True)

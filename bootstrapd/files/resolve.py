@@ -5,9 +5,10 @@ the requesting device), `Static` (a regular file under `files.root`, through the
 TFTP and HTTP shells both call it, so a name means the same on both. It never raises: a render that fails
 anyway (check passed, so a bug) is `Miss(RENDER_FAILED)`.
 
-Rendered profiles are cached per (profile, device variables) before encryption; encryption runs per request
-with a fresh salt, so a cached entry never reuses a salt for two different bodies. A reload builds a new
-resolver, which drops the cache with the old templates and inventory.
+Rendered profiles are cached per (profile, device variables) before encryption, within `files.render_cache`
+bytes (files/cache.py: any client picks the variables, so the bound is bytes, not devices); encryption runs
+per request with a fresh salt, so a cached entry never reuses a salt for two different bodies. A reload
+builds a new resolver, which drops the cache with the old templates and inventory.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from typing import Any
 from bootstrapd.config.model import Files, Profile, ProfileDevices
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.files import jail
+from bootstrapd.files.cache import RenderCache
 from bootstrapd.files.identify import LeaseOf, identify
 from bootstrapd.files.inventory import Inventory, Row, read_inventory
 from bootstrapd.files.names import NameMatch, NamePattern, compile_name
 from bootstrapd.files.outcome import Device, FileRequest, IdentifiedBy, Miss, MissReason, Rendered, Resolution, Static
 from bootstrapd.files.render import DeviceVars, RandomBytes, Templates, compress, context, device_vars, render_xml, seal
-
-MAX_CACHE = 20_000  # rendered profiles kept (a floor's inventory, a few KB each)
 
 
 class FilesError(BootstrapdError):
@@ -78,7 +78,7 @@ class FileResolver:
         self._lease_of = lease_of
         self._random = random_bytes
         self._profiles = compile_profiles(files, Templates())
-        self._cache: dict[tuple[int, DeviceVars], bytes] = {}
+        self.cache = RenderCache(files.render_cache)
 
     @classmethod
     def from_config(cls, files: Files, lease_of: LeaseOf, random_bytes: RandomBytes = os.urandom) -> FileResolver:
@@ -128,12 +128,10 @@ class FileResolver:
 
     def _render(self, compiled: CompiledProfile, dev: DeviceVars, row: Row | None) -> bytes:
         key = (compiled.index, dev)  # the row is the MAC's, which `dev` holds
-        plain = self._cache.get(key)
+        plain = self.cache.get(key)
         if plain is None:
             ctx = context(dev, row, self.inventory.columns, self.files.variables)
             plain = compress(render_xml(compiled.template, ctx), compiled.profile.gzip)
-            if len(self._cache) >= MAX_CACHE:
-                del self._cache[next(iter(self._cache))]  # oldest first: dicts keep insertion order
-            self._cache[key] = plain
+            self.cache.put(key, plain)
         return plain
 

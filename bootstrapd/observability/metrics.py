@@ -165,6 +165,18 @@ class Metrics:
         self.files_bytes_sent = Counter(
             f"{p}_files_bytes_sent_total", "file body bytes sent by protocol", ["protocol"], registry=r
         )
+        self.files_render_cache_bytes = Gauge(
+            f"{p}_files_render_cache_bytes", "bytes the render cache holds (bodies and 1 KiB per key; at most "
+            "files.render_cache)", registry=r
+        )
+        self.files_render_cache_entries = Gauge(
+            f"{p}_files_render_cache_entries", "rendered profiles in the render cache", registry=r
+        )
+        self.files_render_cache_evictions = Counter(
+            f"{p}_files_render_cache_evictions_total", "rendered profiles dropped from the render cache to fit "
+            "its budget (many: a floor bigger than the budget, or a client naming devices that do not exist)",
+            registry=r,
+        )
 
         # HTTP
         self.http_connections = Gauge(f"{p}_http_connections", "open HTTP and HTTPS connections", registry=r)

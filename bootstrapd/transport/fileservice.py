@@ -46,11 +46,19 @@ class FileService:
         self.metrics = metrics
         self.log = log
         self.resolver = FileResolver.from_config(self.files, lease_of, random_bytes=os.urandom)
+        self._evictions = 0  # of the current resolver's cache, already counted
+        metrics.files_render_cache_bytes.set_function(lambda: self.resolver.cache.bytes)
+        metrics.files_render_cache_entries.set_function(lambda: len(self.resolver.cache))
         self.tftp: Any = None
         self.http: Any = None
 
     def resolve(self, req: FileRequest) -> Resolution:
-        return self.resolver.resolve(req)
+        found = self.resolver.resolve(req)
+        evictions = self.resolver.cache.evictions  # counted here: the core knows no metrics
+        if evictions != self._evictions:
+            self.metrics.files_render_cache_evictions.inc(evictions - self._evictions)
+            self._evictions = evictions
+        return found
 
     def _fetched(self, outcome: FetchOutcome) -> None:
         self._on_fetch(outcome)
@@ -102,4 +110,4 @@ class FileService:
 
     def swap(self, site: Site, resolver: FileResolver | None) -> None:
         if site.files is not None and resolver is not None:
-            self.files, self.resolver = site.files, resolver
+            self.files, self.resolver, self._evictions = site.files, resolver, 0  # a new, empty cache
