@@ -21,6 +21,7 @@ from bootstrapd.floor.funnel import STAGES, DeviceState, Stage
 DB_NAME = "devices.sqlite3"
 SCHEMA_VERSION = 2
 _CHECK = ", ".join(repr(s) for s in STAGES)
+_LABELS = {s: label for label, s in STAGES.items()}
 _DEVICES = f"""
 CREATE TABLE devices (
     chaddr       BLOB PRIMARY KEY,     -- client hardware address (hlen bytes)
@@ -81,9 +82,10 @@ class Device:
 
     def row(self) -> tuple[object, ...]:
         address = int(self.address) if self.address is not None else None
-        stage = self.stage.label if self.stage is not None else None
+        state = self.funnel
+        stage = _LABELS[state.stage] if state.stage is not None else None
         return (self.chaddr, address, stage, self.device_class, self.vendor_class, self.hostname,
-                self.first_seen, self.last_seen, codec.dumps(self.funnel), self.history_seq)
+                state.first_seen, self.last_seen, codec.dumps(state), self.history_seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.files.inventory import Inventory
 from bootstrapd.files.outcome import Fetched, Refused
-from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets, overdue
+from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Kind, Stage, Upgrade, budgets, fold, overdue
 from bootstrapd.floor.report import Report, build_report, safe
 from bootstrapd.observability.device_sources import (
     QTYPE_A,
@@ -87,16 +87,26 @@ def srv_targets(site: Site) -> frozenset[str]:
     return frozenset(names)
 
 
-# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60.
-@functools.lru_cache(maxsize=8192)
+# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60. The
+# text is cached by the address's int: an IPv4Address's own hash is a Python call that hashes its hex text.
+_TEXTS: dict[int, str] = {}
+_MAX_TEXTS = 8192
+
+
 def _text(address: ipaddress.IPv4Address) -> str:
-    return str(address)
+    key = int(address)
+    text = _TEXTS.get(key)
+    if text is None:
+        if len(_TEXTS) >= _MAX_TEXTS:
+            _TEXTS.clear()
+        text = _TEXTS[key] = str(address)
+    return text
 
 
 @functools.lru_cache(maxsize=8192)
-def _dhcp_detail(address: ipaddress.IPv4Address, vendor_class: str | None) -> Detail:
+def _dhcp_detail(address: str, vendor_class: str | None) -> Detail:
     model = model_label(vendor_class)
-    return Detail(address=_text(address), model=model if model != "other" else None)
+    return Detail(address=address, model=model if model != "other" else None)
 
 
 def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
@@ -121,6 +131,7 @@ class DeviceTracker:
         self._by_address: dict[str, bytes] = {}  # leased address -> chaddr, for DNS/file/syslog attribution
         # Per stage label, its devices in the order they entered it: the front ones are the stalled ones.
         self._in_stage: dict[Stage | Upgrade, OrderedDict[bytes, float]] = {s: OrderedDict() for s in _TRACKED}
+        self._upgrading = self._in_stage[Upgrade.REQUESTED]  # (an Upgrade key hashes in Python: looked up once)
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
         self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
@@ -157,29 +168,39 @@ class DeviceTracker:
     def dhcp_event(self, msg_type: MessageType | None, lease: Lease, device_class: str | None) -> None:
         """dhcp_outcome as values (what a DHCP worker process sends over its channel): the reply's type, or
         None for a RELEASE/DECLINE, the lease record as written and the class the device was served as."""
-        if not lease.chaddr:  # a RELEASE of nothing
+        chaddr = lease.chaddr
+        if not chaddr:  # a RELEASE of nothing
             return
         now = self._clock()
-        known = self._devices.get(lease.chaddr)
+        known = self._devices.get(chaddr)
         if msg_type is None:  # released or declined: its DNS queries are no longer its own
             # A RELEASE or DECLINE from a device we have no record of: it had been leased (before this table).
-            d = self._event(lease.chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
+            d = self._event(chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
             self._unindex(d)
             d.address = d.address or lease.address
             return
-        if msg_type not in (MessageType.OFFER, MessageType.ACK):
+        # Identity tests: `in (OFFER, ACK)` or a dict keyed by MessageType hashes the member in Python.
+        if msg_type is MessageType.OFFER:
+            kind = Kind.OFFERED
+        elif msg_type is MessageType.ACK:
+            kind = Kind.LEASED
+        else:
             return
-        kind = Kind.OFFERED if msg_type is MessageType.OFFER else Kind.LEASED
-        detail = _dhcp_detail(lease.address, lease.vendor_class)
-        if known is not None:
-            self._unindex(known)
-        d = self._event(lease.chaddr, now, kind, detail, first_seen=lease.first_seen)
-        d.address = lease.address
+        address = lease.address
+        text = _text(address)
+        old = known.address if known is not None else None
+        same = old is not None and (old is address or old == address)
+        if old is not None and not same:
+            self._unindex(known)  # type: ignore[arg-type]  # (old is set only when known is)
+        d = self._event(chaddr, now, kind, _dhcp_detail(text, lease.vendor_class), first_seen=lease.first_seen)
+        d.address = address
         d.device_class = device_class
         d.vendor_class = lease.vendor_class or d.vendor_class
         d.hostname = lease.hostname or d.hostname
-        if kind is Kind.LEASED:
-            self._index(d)
+        if kind is Kind.LEASED:  # leased (or further): its queries from this address are its own
+            self._by_address[text] = chaddr
+        elif same and self._by_address.get(text) == chaddr:  # offered again: not its own until the ACK
+            del self._by_address[text]
 
     def knows_address(self, address: str) -> bool:
         """Does a device we track hold a lease on `address` (dotted quad)? The syslog sink's shedding test."""
@@ -229,23 +250,29 @@ class DeviceTracker:
                first_seen: float | None = None, text: str | None = None) -> Device:
         """Fold one event into its device (created when new); `kind` None only marks it seen."""
         d = self._devices.get(chaddr)
-        mac = chaddr.hex(":")
         if d is None:  # born with the earlier first sighting: no second state built just to move it back
             born = first_seen if first_seen is not None and first_seen < now else now
-            state = DeviceState(mac, born, since=now)
+            mac = chaddr.hex(":")
+            state = (fold(None, now, mac, kind, detail, born) if kind is not None
+                     else DeviceState(mac, born, since=now))
             d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
             self._writer.revived(chaddr)
+            self._place(d, None)
             self._evict()
         else:
             self._devices.move_to_end(chaddr)
-        before = d.funnel
-        d.last_seen = max(d.last_seen, now)
-        after = apply(before, Event(now, mac, kind, detail)) if kind is not None else before
-        if first_seen is not None and first_seen < after.first_seen:
-            after = dataclasses.replace(after, first_seen=first_seen)
-        if after is not before:
-            d.funnel = after
-            self._place(d, before)
+            if now > d.last_seen:
+                d.last_seen = now
+            before = d.funnel
+            if kind is not None:
+                after = fold(before, now, before.mac, kind, detail, first_seen)
+            elif first_seen is not None and first_seen < before.first_seen:
+                after = dataclasses.replace(before, first_seen=first_seen)
+            else:
+                after = before
+            if after is not before:
+                d.funnel = after
+                self._place(d, before)
         if text is not None and kind is not None:
             d.history_seq += 1
             self._writer.add_history(chaddr, HistoryEntry(d.history_seq, now, kind.value, text), self._history_max())
@@ -255,17 +282,17 @@ class DeviceTracker:
     def _place(self, d: Device, before: DeviceState | None) -> None:
         """Keep `_in_stage` in step with the device's stage and upgrade."""
         s, b = d.funnel, before
-        if b is None or (b.stage, b.since) != (s.stage, s.since):
+        if b is None or b.stage is not s.stage or b.since != s.since:
             if b is not None and b.stage is not None:
                 self._in_stage[b.stage].pop(d.chaddr, None)
             if s.stage is not None:
                 self._in_stage[s.stage][d.chaddr] = s.since
-        up = self._in_stage[Upgrade.REQUESTED]
+        up = self._upgrading
         if s.upgrade is Upgrade.REQUESTED and s.upgrade_since is not None:
             if b is None or b.upgrade_since != s.upgrade_since:
                 up.pop(d.chaddr, None)
                 up[d.chaddr] = s.upgrade_since
-        else:
+        elif up:
             up.pop(d.chaddr, None)
 
     def _evict(self) -> None:
