@@ -24,10 +24,10 @@ parameter. Terminal stages (the resync and upgrade results) never stall.
 from __future__ import annotations
 
 import enum
-import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 MAX_CONFLICTS = 8  # MAC disagreements kept per device (the most recent)
 MAX_TEXT = 256  # longest URL, error or file name kept
@@ -108,6 +108,7 @@ class Detail:
 
 
 NO_DETAIL = Detail()
+_NO_TIMES: Mapping[str, float] = MappingProxyType({})  # the shared default timeline: read-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +119,16 @@ class Event:
     detail: Detail = NO_DETAIL
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceState:
+class DeviceState(NamedTuple):
+    """A device's place in the funnel. Immutable like the frozen dataclasses elsewhere, but a NamedTuple:
+    each fold builds one (two per DORA), and a frozen dataclass's __init__ sets its 18 fields by
+    object.__setattr__ one call each, where a tuple is built in one C call (bench/dhcp/README.md)."""
+
     mac: str
     first_seen: float  # (the last sighting is the shell's: it changes with every event, progress or not)
     stage: Stage | None = None  # None: seen (a syslog line, a refused fetch) but no stage reached
     since: float = 0.0  # when the current stage was entered (first_seen while stage is None)
-    timeline: Mapping[str, float] = field(default_factory=dict)  # stage/upgrade label -> first time reached
+    timeline: Mapping[str, float] = _NO_TIMES  # stage/upgrade label -> first time reached (never mutated)
     upgrade: Upgrade | None = None
     upgrade_since: float | None = None
     upgrade_url: str | None = None
@@ -198,7 +202,7 @@ def fold(state: DeviceState | None, t: float, mac: str, kind: Kind, detail: Deta
           and (first_seen is None or first_seen >= state.first_seen)):
         return state
     else:
-        values = list(_GET(state))
+        values = list(state)
         changed = False
     if detail is not NO_DETAIL or k in _FACT_KINDS:
         changed = _facts(values, t, kind, detail) or changed
@@ -219,17 +223,22 @@ def fold(state: DeviceState | None, t: float, mac: str, kind: Kind, detail: Deta
             timeline.setdefault(upgrade._value_, t)
         values[_TIMELINE] = timeline
         changed = True
-    return DeviceState(*values) if changed or state is None else state
+    return _NEW(DeviceState, values) if changed or state is None else state
 
 
 def _facts(values: list[Any], t: float, kind: Kind, d: Detail) -> bool:
     """What the event tells about the device beyond its stage, into `values` (DeviceState's fields in
     order): the latest non-empty value wins. True when a field was set."""
     changed = False
-    for i, value in ((_ADDRESS, d.address), (_MODEL, d.model), (_FIRMWARE, d.firmware)):
-        if value and value != values[i]:
-            values[i] = clip(value)
-            changed = True
+    if d.address and d.address != values[_ADDRESS]:
+        values[_ADDRESS] = clip(d.address)
+        changed = True
+    if d.model and d.model != values[_MODEL]:
+        values[_MODEL] = clip(d.model)
+        changed = True
+    if d.firmware and d.firmware != values[_FIRMWARE]:
+        values[_FIRMWARE] = clip(d.firmware)
+        changed = True
     if kind is Kind.PROFILE_FETCHED:
         values[_PROFILE] = clip(d.file)
         values[_PROFILE_AT] = t
@@ -259,11 +268,11 @@ def _discovery(timeline: Mapping[str, float], protocol: str | None) -> Discovery
     return None
 
 
-_FIELDS = tuple(f.name for f in fields(DeviceState))
-_GET = operator.attrgetter(*_FIELDS)  # all fields as a tuple, in order, in one C call
+_FIELDS = DeviceState._fields
+_NEW = tuple.__new__  # DeviceState from its fields in order, without the keyword parsing of its __new__
 (_FIRST_SEEN, _STAGE, _SINCE, _TIMELINE, _UPGRADE, _UPGRADE_SINCE, _UPGRADE_URL, _UPGRADE_ERROR, _ADDRESS, _MODEL,
  _FIRMWARE, _PATH, _PROFILE, _PROFILE_AT, _RESYNC_URL, _RESYNC_ERROR, _CONFLICTS) = range(1, len(_FIELDS))
-_DEFAULTS = tuple(f.default for f in fields(DeviceState))[5:]  # after mac, first_seen, stage, since, timeline
+_DEFAULTS = tuple(DeviceState._field_defaults[n] for n in _FIELDS[5:])  # after mac ... timeline
 # The fold's tables by what hashes in C: a Kind member's hash is a Python call (Enum.__hash__), its value
 # string's hash is cached, and a Stage (IntEnum) hashes as its int.
 _MOVES: dict[tuple[Stage | None, str], Stage] = {(s, k._value_): t for (s, k), t in TRANSITIONS.items()}

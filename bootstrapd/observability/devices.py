@@ -20,7 +20,6 @@ its last `syslog.history` (default 50) fetches and syslog lines.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import ipaddress
 import itertools
@@ -105,8 +104,13 @@ def _text(address: ipaddress.IPv4Address) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _dhcp_detail(address: str, vendor_class: str | None) -> Detail:
+    return Detail(address=address, model=_model(vendor_class))
+
+
+@functools.lru_cache(maxsize=256)
+def _model(vendor_class: str | None) -> str | None:
     model = model_label(vendor_class)
-    return Detail(address=address, model=model if model != "other" else None)
+    return model if model != "other" else None
 
 
 def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
@@ -161,9 +165,12 @@ class DeviceTracker:
     # -- reports from the shells ---------------------------------------------------------------------------
     def dhcp_outcome(self, outcome: Reply | Silent) -> None:
         """From the DHCP shell: each reply sent, and each RELEASE/DECLINE, after its lease is durable."""
-        if outcome.lease is not None:
-            msg_type = None if isinstance(outcome, Silent) else outcome.msg_type
-            self.dhcp_event(msg_type, outcome.lease, None if isinstance(outcome, Silent) else outcome.device_class)
+        lease = outcome.lease
+        if lease is not None:
+            if isinstance(outcome, Silent):
+                self.dhcp_event(None, lease, None)
+            else:
+                self.dhcp_event(outcome.msg_type, lease, outcome.device_class)
 
     def dhcp_event(self, msg_type: MessageType | None, lease: Lease, device_class: str | None) -> None:
         """dhcp_outcome as values (what a DHCP worker process sends over its channel): the reply's type, or
@@ -267,7 +274,7 @@ class DeviceTracker:
             if kind is not None:
                 after = fold(before, now, before.mac, kind, detail, first_seen)
             elif first_seen is not None and first_seen < before.first_seen:
-                after = dataclasses.replace(before, first_seen=first_seen)
+                after = before._replace(first_seen=first_seen)
             else:
                 after = before
             if after is not before:
