@@ -219,7 +219,7 @@ def fold(state: DeviceState | None, t: float, mac: str, kind: Kind, detail: Deta
             values[_UPGRADE] = upgrade
             values[_UPGRADE_SINCE] = t
             values[_UPGRADE_URL] = clip(detail.url) or values[_UPGRADE_URL]
-            values[_UPGRADE_ERROR] = clip(detail.error) if upgrade is Upgrade.FAILED else None
+            values[_UPGRADE_ERROR] = clip(detail.error) if upgrade is _UPGRADE_FAILED else None
             timeline.setdefault(upgrade._value_, t)
         values[_TIMELINE] = timeline
         changed = True
@@ -239,19 +239,18 @@ def _facts(values: list[Any], t: float, kind: Kind, d: Detail) -> bool:
     if d.firmware and d.firmware != values[_FIRMWARE]:
         values[_FIRMWARE] = clip(d.firmware)
         changed = True
-    if kind is Kind.PROFILE_FETCHED:
-        values[_PROFILE] = clip(d.file)
-        values[_PROFILE_AT] = t
-        if values[_PATH] is None:
-            values[_PATH] = _discovery(values[_TIMELINE], d.protocol)
-        changed = True
-    if kind is Kind.RESYNC_REQUESTED:
-        values[_RESYNC_URL] = clip(d.url)
-        values[_RESYNC_ERROR] = None
-        changed = True
-    elif kind is Kind.RESYNC_SUCCEEDED or kind is Kind.RESYNC_FAILED:
-        values[_RESYNC_URL] = clip(d.url) or values[_RESYNC_URL]
-        values[_RESYNC_ERROR] = clip(d.error)
+    if kind._value_ in _FACT_KINDS:
+        if kind is _PROFILE_FETCHED:
+            values[_PROFILE] = clip(d.file)
+            values[_PROFILE_AT] = t
+            if values[_PATH] is None:
+                values[_PATH] = _discovery(values[_TIMELINE], d.protocol)
+        elif kind is _RESYNC_REQUESTED:
+            values[_RESYNC_URL] = clip(d.url)
+            values[_RESYNC_ERROR] = None
+        else:  # a resync result
+            values[_RESYNC_URL] = clip(d.url) or values[_RESYNC_URL]
+            values[_RESYNC_ERROR] = clip(d.error)
         changed = True
     if d.conflict:
         kept = tuple(c for c in values[_CONFLICTS] if c != d.conflict)
@@ -280,6 +279,8 @@ _UPGRADE_OF: dict[str, Upgrade] = {k._value_: u for k, u in UPGRADES.items()}
 _FACT_KINDS = frozenset(k._value_ for k in (Kind.PROFILE_FETCHED, Kind.RESYNC_REQUESTED, Kind.RESYNC_SUCCEEDED,
                                             Kind.RESYNC_FAILED))
 _LABELS: dict[Stage, str] = {s: s.label for s in Stage}
+# Members the fold tests by identity, as module names: `Kind.X` goes through EnumType.__getattr__'s slot.
+_PROFILE_FETCHED, _RESYNC_REQUESTED, _UPGRADE_FAILED = Kind.PROFILE_FETCHED, Kind.RESYNC_REQUESTED, Upgrade.FAILED
 
 
 # -- stalls -----------------------------------------------------------------------------------------------

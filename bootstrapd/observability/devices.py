@@ -74,6 +74,10 @@ FLUSH_SLICE = 128
 MAX_DEVICES = 100_000
 HISTORY = 50  # entries kept per device when the site has no `syslog.history`
 _TRACKED: tuple[Stage | Upgrade, ...] = (*Stage, Upgrade.REQUESTED)  # who is in which stage, in entry order
+# Members the DHCP path tests by identity, as module names: `MessageType.OFFER` and the like go through
+# EnumType.__getattr__'s slot, twenty of them per DORA.
+_OFFER, _ACK, _OFFERED, _LEASED = MessageType.OFFER, MessageType.ACK, Kind.OFFERED, Kind.LEASED
+_UPGRADE_REQUESTED = Upgrade.REQUESTED
 
 
 def srv_targets(site: Site) -> frozenset[str]:
@@ -187,10 +191,10 @@ class DeviceTracker:
             d.address = d.address or lease.address
             return
         # Identity tests: `in (OFFER, ACK)` or a dict keyed by MessageType hashes the member in Python.
-        if msg_type is MessageType.OFFER:
-            kind = Kind.OFFERED
-        elif msg_type is MessageType.ACK:
-            kind = Kind.LEASED
+        if msg_type is _OFFER:
+            kind = _OFFERED
+        elif msg_type is _ACK:
+            kind = _LEASED
         else:
             return
         address = lease.address
@@ -204,7 +208,7 @@ class DeviceTracker:
         d.device_class = device_class
         d.vendor_class = lease.vendor_class or d.vendor_class
         d.hostname = lease.hostname or d.hostname
-        if kind is Kind.LEASED:  # leased (or further): its queries from this address are its own
+        if kind is _LEASED:  # leased (or further): its queries from this address are its own
             self._by_address[text] = chaddr
         elif same and self._by_address.get(text) == chaddr:  # offered again: not its own until the ACK
             del self._by_address[text]
@@ -265,7 +269,8 @@ class DeviceTracker:
             d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
             self._writer.revived(chaddr)
             self._place(d, None)
-            self._evict()
+            if len(self._devices) > self._max:
+                self._evict()
         else:
             self._devices.move_to_end(chaddr)
             if now > d.last_seen:
@@ -295,7 +300,7 @@ class DeviceTracker:
             if s.stage is not None:
                 self._in_stage[s.stage][d.chaddr] = s.since
         up = self._upgrading
-        if s.upgrade is Upgrade.REQUESTED and s.upgrade_since is not None:
+        if s.upgrade is _UPGRADE_REQUESTED and s.upgrade_since is not None:
             if b is None or b.upgrade_since != s.upgrade_since:
                 up.pop(d.chaddr, None)
                 up[d.chaddr] = s.upgrade_since
