@@ -1,7 +1,7 @@
 """Every device seen, and where it is in the funnel (bootstrapd/floor), fed by every protocol's shell.
 
-The shell of the funnel: each protocol's outcome becomes a `floor.funnel.Event` for one device, and the
-core's `apply` decides the stage. The reports:
+The shell of the funnel: each protocol's outcome becomes an event for one device (kind, detail, time), and
+the core's `fold` (`apply` without building the Event) decides the stage. The reports:
 - DHCP: each reply sent (after the lease is durable) -> offered / leased;
 - DNS: answered `_ciscoprov*` SRV queries and A/AAAA queries for an SRV target, from an address we leased
   -> srv_looked_up / targets_resolved;
@@ -20,7 +20,6 @@ its last `syslog.history` (default 50) fetches and syslog lines.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import itertools
 import time
@@ -45,6 +44,8 @@ from bootstrapd.observability.device_sources import (
     QTYPE_SRV,
     QUERY_TYPES,
     SyslogMessage,
+    address_text,
+    dhcp_detail,
     fetch_event,
     load_inventory,
     syslog_event,
@@ -61,7 +62,7 @@ from bootstrapd.observability.device_store import (
     read_devices,
 )
 from bootstrapd.observability.device_writer import Writer
-from bootstrapd.observability.metrics import Metrics, model_label
+from bootstrapd.observability.metrics import Metrics
 
 __all__ = ["DB_NAME", "FLUSH_INTERVAL", "FLUSH_SLICE", "QUERY_TYPES", "SCHEMA_VERSION", "Device", "DeviceTracker",
            "Stage", "read_devices", "srv_targets"]
@@ -88,33 +89,6 @@ def srv_targets(site: Site) -> frozenset[str]:
             if t.target != ".":
                 names.add(to_text(resolve(t.target, site.domain)).lower())
     return frozenset(names)
-
-
-# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60. The
-# text is cached by the address's int: an IPv4Address's own hash is a Python call that hashes its hex text.
-_TEXTS: dict[int, str] = {}
-_MAX_TEXTS = 8192
-
-
-def _text(address: ipaddress.IPv4Address) -> str:
-    key = int(address)
-    text = _TEXTS.get(key)
-    if text is None:
-        if len(_TEXTS) >= _MAX_TEXTS:
-            _TEXTS.clear()
-        text = _TEXTS[key] = str(address)
-    return text
-
-
-@functools.lru_cache(maxsize=8192)
-def _dhcp_detail(address: str, vendor_class: str | None) -> Detail:
-    return Detail(address=address, model=_model(vendor_class))
-
-
-@functools.lru_cache(maxsize=256)
-def _model(vendor_class: str | None) -> str | None:
-    model = model_label(vendor_class)
-    return model if model != "other" else None
 
 
 def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
@@ -198,12 +172,12 @@ class DeviceTracker:
         else:
             return
         address = lease.address
-        text = _text(address)
+        text = address_text(address)
         old = known.address if known is not None else None
         same = old is not None and (old is address or old == address)
         if old is not None and not same:
             self._unindex(known)  # type: ignore[arg-type]  # (old is set only when known is)
-        d = self._event(chaddr, now, kind, _dhcp_detail(text, lease.vendor_class), first_seen=lease.first_seen)
+        d = self._event(chaddr, now, kind, dhcp_detail(text, lease.vendor_class), first_seen=lease.first_seen)
         d.address = address
         d.device_class = device_class
         d.vendor_class = lease.vendor_class or d.vendor_class
@@ -347,10 +321,10 @@ class DeviceTracker:
 
     def _index(self, d: Device) -> None:
         if d.address is not None and d.stage is not None and d.stage >= Stage.LEASED:
-            self._by_address[_text(d.address)] = d.chaddr
+            self._by_address[address_text(d.address)] = d.chaddr
 
     def _unindex(self, d: Device) -> None:
-        if d.address is not None and self._by_address.get(text := _text(d.address)) == d.chaddr:
+        if d.address is not None and self._by_address.get(text := address_text(d.address)) == d.chaddr:
             del self._by_address[text]
 
     # -- views --------------------------------------------------------------------------------------------
