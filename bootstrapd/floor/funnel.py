@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 MAX_CONFLICTS = 8  # MAC disagreements kept per device (the most recent)
 MAX_TEXT = 256  # longest URL, error or file name kept
@@ -107,6 +108,7 @@ class Detail:
 
 
 NO_DETAIL = Detail()
+_NO_TIMES: Mapping[str, float] = MappingProxyType({})  # the shared default timeline: read-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +119,16 @@ class Event:
     detail: Detail = NO_DETAIL
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceState:
+class DeviceState(NamedTuple):
+    """A device's place in the funnel. Immutable like the frozen dataclasses elsewhere, but a NamedTuple:
+    each fold builds one (two per DORA), and a frozen dataclass's __init__ sets its 18 fields by
+    object.__setattr__ one call each, where a tuple is built in one C call (bench/dhcp/README.md)."""
+
     mac: str
     first_seen: float  # (the last sighting is the shell's: it changes with every event, progress or not)
     stage: Stage | None = None  # None: seen (a syslog line, a refused fetch) but no stage reached
     since: float = 0.0  # when the current stage was entered (first_seen while stage is None)
-    timeline: Mapping[str, float] = field(default_factory=dict)  # stage/upgrade label -> first time reached
+    timeline: Mapping[str, float] = _NO_TIMES  # stage/upgrade label -> first time reached (never mutated)
     upgrade: Upgrade | None = None
     upgrade_since: float | None = None
     upgrade_url: str | None = None
@@ -179,62 +184,103 @@ def clip(text: str | None) -> str | None:
 def apply(state: DeviceState | None, event: Event) -> DeviceState:
     """The device's state after `event` (a new device when `state` is None); `state` itself when the
     event changes nothing (a retransmitted DISCOVER, a repeated query): the common case is cheap."""
-    t = event.time
+    return fold(state, event.time, event.mac, event.kind, event.detail)
+
+
+def fold(state: DeviceState | None, t: float, mac: str, kind: Kind, detail: Detail = NO_DETAIL,
+         first_seen: float | None = None) -> DeviceState:
+    """`apply` without building the Event: the shells' hot path (every DHCP reply). `first_seen`: the
+    device was seen no later than this (a lease older than our record of it). One DeviceState is built
+    at most, from a list of its fields (`_evolve` took a dict of changes and a getattr per field)."""
+    k = kind._value_
+    new = _MOVES.get((state.stage if state is not None else None, k))
+    upgrade = _UPGRADE_OF.get(k)
     if state is None:
-        state = DeviceState(event.mac, t, since=t)
-    changes = _facts(state, event)
-    new = TRANSITIONS.get((state.stage, event.kind))
-    upgrade = UPGRADES.get(event.kind)
+        values = [mac, t, None, t, {}, *_DEFAULTS]
+        changed = True
+    elif (new is None and upgrade is None and detail is NO_DETAIL and k not in _FACT_KINDS
+          and (first_seen is None or first_seen >= state.first_seen)):
+        return state
+    else:
+        values = list(state)
+        changed = False
+    if detail is not NO_DETAIL or k in _FACT_KINDS:
+        changed = _facts(values, t, kind, detail) or changed
+    if first_seen is not None and first_seen < values[_FIRST_SEEN]:
+        values[_FIRST_SEEN] = first_seen
+        changed = True
     if new is not None or upgrade is not None:
-        timeline = dict(state.timeline)
+        timeline = dict(values[_TIMELINE])
         if new is not None:
-            changes.update(stage=new, since=t)
-            timeline.setdefault(new.label, t)
+            values[_STAGE] = new
+            values[_SINCE] = t
+            timeline.setdefault(_LABELS[new], t)
         if upgrade is not None:
-            changes.update(upgrade=upgrade, upgrade_since=t,
-                           upgrade_url=clip(event.detail.url) or state.upgrade_url,
-                           upgrade_error=clip(event.detail.error) if upgrade is Upgrade.FAILED else None)
-            timeline.setdefault(upgrade.label, t)
-        changes["timeline"] = timeline
-    return _evolve(state, changes) if changes else state
+            values[_UPGRADE] = upgrade
+            values[_UPGRADE_SINCE] = t
+            values[_UPGRADE_URL] = clip(detail.url) or values[_UPGRADE_URL]
+            values[_UPGRADE_ERROR] = clip(detail.error) if upgrade is _UPGRADE_FAILED else None
+            timeline.setdefault(upgrade._value_, t)
+        values[_TIMELINE] = timeline
+        changed = True
+    return _NEW(DeviceState, values) if changed or state is None else state
 
 
-def _evolve(state: DeviceState, changes: dict[str, Any]) -> DeviceState:
-    """`dataclasses.replace` without its per-call introspection (7 us of a 9 us fold)."""
-    return DeviceState(*[changes[n] if n in changes else getattr(state, n) for n in _FIELDS])
-
-
-def _facts(state: DeviceState, event: Event) -> dict[str, Any]:
-    """What the event tells about the device beyond its stage: the latest non-empty value wins."""
-    d, kind = event.detail, event.kind
-    out: dict[str, Any] = {}
-    for name in ("address", "model", "firmware"):
-        value = getattr(d, name)
-        if value and value != getattr(state, name):
-            out[name] = clip(value)
-    if kind is Kind.PROFILE_FETCHED:
-        out.update(profile=clip(d.file), profile_at=event.time)
-        if state.path is None:
-            out["path"] = _path(state, d.protocol)
-    if kind is Kind.RESYNC_REQUESTED:
-        out.update(resync_url=clip(d.url), resync_error=None)
-    elif kind in (Kind.RESYNC_SUCCEEDED, Kind.RESYNC_FAILED):
-        out.update(resync_url=clip(d.url) or state.resync_url, resync_error=clip(d.error))
+def _facts(values: list[Any], t: float, kind: Kind, d: Detail) -> bool:
+    """What the event tells about the device beyond its stage, into `values` (DeviceState's fields in
+    order): the latest non-empty value wins. True when a field was set."""
+    changed = False
+    if d.address and d.address != values[_ADDRESS]:
+        values[_ADDRESS] = clip(d.address)
+        changed = True
+    if d.model and d.model != values[_MODEL]:
+        values[_MODEL] = clip(d.model)
+        changed = True
+    if d.firmware and d.firmware != values[_FIRMWARE]:
+        values[_FIRMWARE] = clip(d.firmware)
+        changed = True
+    if kind._value_ in _FACT_KINDS:
+        if kind is _PROFILE_FETCHED:
+            values[_PROFILE] = clip(d.file)
+            values[_PROFILE_AT] = t
+            if values[_PATH] is None:
+                values[_PATH] = _discovery(values[_TIMELINE], d.protocol)
+        elif kind is _RESYNC_REQUESTED:
+            values[_RESYNC_URL] = clip(d.url)
+            values[_RESYNC_ERROR] = None
+        else:  # a resync result
+            values[_RESYNC_URL] = clip(d.url) or values[_RESYNC_URL]
+            values[_RESYNC_ERROR] = clip(d.error)
+        changed = True
     if d.conflict:
-        kept = tuple(c for c in state.conflicts if c != d.conflict)
-        out["conflicts"] = (*kept, clip(d.conflict))[-MAX_CONFLICTS:]
-    return out
+        kept = tuple(c for c in values[_CONFLICTS] if c != d.conflict)
+        values[_CONFLICTS] = (*kept, clip(d.conflict))[-MAX_CONFLICTS:]
+        changed = True
+    return changed
 
 
-def _path(state: DeviceState, protocol: str | None) -> DiscoveryPath | None:
+def _discovery(timeline: Mapping[str, float], protocol: str | None) -> DiscoveryPath | None:
     if protocol == "tftp":
         return DiscoveryPath.TFTP
     if protocol in ("http", "https"):
-        return DiscoveryPath.SRV if Stage.SRV_LOOKED_UP.label in state.timeline else DiscoveryPath.URL
+        return DiscoveryPath.SRV if Stage.SRV_LOOKED_UP.label in timeline else DiscoveryPath.URL
     return None
 
 
-_FIELDS = tuple(f.name for f in fields(DeviceState))
+_FIELDS = DeviceState._fields
+_NEW = tuple.__new__  # DeviceState from its fields in order, without the keyword parsing of its __new__
+(_FIRST_SEEN, _STAGE, _SINCE, _TIMELINE, _UPGRADE, _UPGRADE_SINCE, _UPGRADE_URL, _UPGRADE_ERROR, _ADDRESS, _MODEL,
+ _FIRMWARE, _PATH, _PROFILE, _PROFILE_AT, _RESYNC_URL, _RESYNC_ERROR, _CONFLICTS) = range(1, len(_FIELDS))
+_DEFAULTS = tuple(DeviceState._field_defaults[n] for n in _FIELDS[5:])  # after mac ... timeline
+# The fold's tables by what hashes in C: a Kind member's hash is a Python call (Enum.__hash__), its value
+# string's hash is cached, and a Stage (IntEnum) hashes as its int.
+_MOVES: dict[tuple[Stage | None, str], Stage] = {(s, k._value_): t for (s, k), t in TRANSITIONS.items()}
+_UPGRADE_OF: dict[str, Upgrade] = {k._value_: u for k, u in UPGRADES.items()}
+_FACT_KINDS = frozenset(k._value_ for k in (Kind.PROFILE_FETCHED, Kind.RESYNC_REQUESTED, Kind.RESYNC_SUCCEEDED,
+                                            Kind.RESYNC_FAILED))
+_LABELS: dict[Stage, str] = {s: s.label for s in Stage}
+# Members the fold tests by identity, as module names: `Kind.X` goes through EnumType.__getattr__'s slot.
+_PROFILE_FETCHED, _RESYNC_REQUESTED, _UPGRADE_FAILED = Kind.PROFILE_FETCHED, Kind.RESYNC_REQUESTED, Upgrade.FAILED
 
 
 # -- stalls -----------------------------------------------------------------------------------------------

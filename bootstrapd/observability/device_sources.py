@@ -1,12 +1,14 @@
 """Each shell's outcome as a funnel event for one device: who it is about, which kind, what it tells.
 
 A file transfer names its device by the MAC the file service identified (path, User-Agent or lease); a
-syslog message by the MAC it carries, else by the lease of its source address. Nothing here keeps state.
+syslog message by the MAC it carries, else by the lease of its source address. Nothing here keeps state
+beyond bounded memos of the DHCP path's pure helpers.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import Protocol
@@ -15,6 +17,7 @@ from bootstrapd.files.inventory import Inventory, read_inventory
 from bootstrapd.files.outcome import Fetched, Refused, Rendered
 from bootstrapd.floor.funnel import Detail, Kind, clip, is_profile_name
 from bootstrapd.floor.report import safe
+from bootstrapd.observability.metrics import model_label
 
 QTYPE_A, QTYPE_AAAA, QTYPE_SRV = 1, 28, 33  # RFC 1035 3.2.2, RFC 3596, RFC 2782
 QUERY_TYPES = frozenset({QTYPE_A, QTYPE_AAAA, QTYPE_SRV})  # what the DNS shell needs to report to us
@@ -109,3 +112,31 @@ def load_inventory(site: object) -> tuple[Inventory | None, list[str]]:
     inventory, diags = read_inventory(path)
     problems = [str(d) for d in diags]
     return (inventory if inventory.rows or not diags else None), problems
+
+
+# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60. The
+# text is cached by the address's int: an IPv4Address's own hash is a Python call that hashes its hex text.
+_TEXTS: dict[int, str] = {}
+_MAX_TEXTS = 8192
+
+
+def address_text(address: ipaddress.IPv4Address) -> str:
+    key = int(address)
+    text = _TEXTS.get(key)
+    if text is None:
+        if len(_TEXTS) >= _MAX_TEXTS:
+            _TEXTS.clear()
+        text = _TEXTS[key] = str(address)
+    return text
+
+
+@functools.lru_cache(maxsize=8192)
+def dhcp_detail(address: str, vendor_class: str | None) -> Detail:
+    """What a DHCP reply tells: the address (as text) and the model from option 60, if it names one."""
+    return Detail(address=address, model=_model(vendor_class))
+
+
+@functools.lru_cache(maxsize=256)
+def _model(vendor_class: str | None) -> str | None:
+    model = model_label(vendor_class)
+    return model if model != "other" else None

@@ -1,7 +1,7 @@
 """Every device seen, and where it is in the funnel (bootstrapd/floor), fed by every protocol's shell.
 
-The shell of the funnel: each protocol's outcome becomes a `floor.funnel.Event` for one device, and the
-core's `apply` decides the stage. The reports:
+The shell of the funnel: each protocol's outcome becomes an event for one device (kind, detail, time), and
+the core's `fold` (`apply` without building the Event) decides the stage. The reports:
 - DHCP: each reply sent (after the lease is durable) -> offered / leased;
 - DNS: answered `_ciscoprov*` SRV queries and A/AAAA queries for an SRV target, from an address we leased
   -> srv_looked_up / targets_resolved;
@@ -20,8 +20,6 @@ its last `syslog.history` (default 50) fetches and syslog lines.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import ipaddress
 import itertools
 import time
@@ -38,7 +36,7 @@ from bootstrapd.dns.names import resolve, to_text
 from bootstrapd.dns.wire import Rcode
 from bootstrapd.files.inventory import Inventory
 from bootstrapd.files.outcome import Fetched, Refused
-from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Event, Kind, Stage, Upgrade, apply, budgets, overdue
+from bootstrapd.floor.funnel import NO_DETAIL, Detail, DeviceState, Kind, Stage, Upgrade, budgets, fold, overdue
 from bootstrapd.floor.report import Report, build_report, safe
 from bootstrapd.observability.device_sources import (
     QTYPE_A,
@@ -46,6 +44,8 @@ from bootstrapd.observability.device_sources import (
     QTYPE_SRV,
     QUERY_TYPES,
     SyslogMessage,
+    address_text,
+    dhcp_detail,
     fetch_event,
     load_inventory,
     syslog_event,
@@ -62,7 +62,7 @@ from bootstrapd.observability.device_store import (
     read_devices,
 )
 from bootstrapd.observability.device_writer import Writer
-from bootstrapd.observability.metrics import Metrics, model_label
+from bootstrapd.observability.metrics import Metrics
 
 __all__ = ["DB_NAME", "FLUSH_INTERVAL", "FLUSH_SLICE", "QUERY_TYPES", "SCHEMA_VERSION", "Device", "DeviceTracker",
            "Stage", "read_devices", "srv_targets"]
@@ -75,6 +75,10 @@ FLUSH_SLICE = 128
 MAX_DEVICES = 100_000
 HISTORY = 50  # entries kept per device when the site has no `syslog.history`
 _TRACKED: tuple[Stage | Upgrade, ...] = (*Stage, Upgrade.REQUESTED)  # who is in which stage, in entry order
+# Members the DHCP path tests by identity, as module names: `MessageType.OFFER` and the like go through
+# EnumType.__getattr__'s slot, twenty of them per DORA.
+_OFFER, _ACK, _OFFERED, _LEASED = MessageType.OFFER, MessageType.ACK, Kind.OFFERED, Kind.LEASED
+_UPGRADE_REQUESTED = Upgrade.REQUESTED
 
 
 def srv_targets(site: Site) -> frozenset[str]:
@@ -85,18 +89,6 @@ def srv_targets(site: Site) -> frozenset[str]:
             if t.target != ".":
                 names.add(to_text(resolve(t.target, site.domain)).lower())
     return frozenset(names)
-
-
-# Per DHCP report (two per DORA) these were a str() of the address and a regex match of option 60.
-@functools.lru_cache(maxsize=8192)
-def _text(address: ipaddress.IPv4Address) -> str:
-    return str(address)
-
-
-@functools.lru_cache(maxsize=8192)
-def _dhcp_detail(address: ipaddress.IPv4Address, vendor_class: str | None) -> Detail:
-    model = model_label(vendor_class)
-    return Detail(address=_text(address), model=model if model != "other" else None)
 
 
 def _count_stalled(members: OrderedDict[bytes, float], limit: float | None, now: float) -> int:
@@ -121,6 +113,7 @@ class DeviceTracker:
         self._by_address: dict[str, bytes] = {}  # leased address -> chaddr, for DNS/file/syslog attribution
         # Per stage label, its devices in the order they entered it: the front ones are the stalled ones.
         self._in_stage: dict[Stage | Upgrade, OrderedDict[bytes, float]] = {s: OrderedDict() for s in _TRACKED}
+        self._upgrading = self._in_stage[Upgrade.REQUESTED]  # (an Upgrade key hashes in Python: looked up once)
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
         self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
@@ -150,36 +143,49 @@ class DeviceTracker:
     # -- reports from the shells ---------------------------------------------------------------------------
     def dhcp_outcome(self, outcome: Reply | Silent) -> None:
         """From the DHCP shell: each reply sent, and each RELEASE/DECLINE, after its lease is durable."""
-        if outcome.lease is not None:
-            msg_type = None if isinstance(outcome, Silent) else outcome.msg_type
-            self.dhcp_event(msg_type, outcome.lease, None if isinstance(outcome, Silent) else outcome.device_class)
+        lease = outcome.lease
+        if lease is not None:
+            if isinstance(outcome, Silent):
+                self.dhcp_event(None, lease, None)
+            else:
+                self.dhcp_event(outcome.msg_type, lease, outcome.device_class)
 
     def dhcp_event(self, msg_type: MessageType | None, lease: Lease, device_class: str | None) -> None:
         """dhcp_outcome as values (what a DHCP worker process sends over its channel): the reply's type, or
         None for a RELEASE/DECLINE, the lease record as written and the class the device was served as."""
-        if not lease.chaddr:  # a RELEASE of nothing
+        chaddr = lease.chaddr
+        if not chaddr:  # a RELEASE of nothing
             return
         now = self._clock()
-        known = self._devices.get(lease.chaddr)
+        known = self._devices.get(chaddr)
         if msg_type is None:  # released or declined: its DNS queries are no longer its own
             # A RELEASE or DECLINE from a device we have no record of: it had been leased (before this table).
-            d = self._event(lease.chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
+            d = self._event(chaddr, now, None if known else Kind.LEASED, first_seen=lease.first_seen)
             self._unindex(d)
             d.address = d.address or lease.address
             return
-        if msg_type not in (MessageType.OFFER, MessageType.ACK):
+        # Identity tests: `in (OFFER, ACK)` or a dict keyed by MessageType hashes the member in Python.
+        if msg_type is _OFFER:
+            kind = _OFFERED
+        elif msg_type is _ACK:
+            kind = _LEASED
+        else:
             return
-        kind = Kind.OFFERED if msg_type is MessageType.OFFER else Kind.LEASED
-        detail = _dhcp_detail(lease.address, lease.vendor_class)
-        if known is not None:
-            self._unindex(known)
-        d = self._event(lease.chaddr, now, kind, detail, first_seen=lease.first_seen)
-        d.address = lease.address
+        address = lease.address
+        text = address_text(address)
+        old = known.address if known is not None else None
+        same = old is not None and (old is address or old == address)
+        if old is not None and not same:
+            self._unindex(known)  # type: ignore[arg-type]  # (old is set only when known is)
+        d = self._event(chaddr, now, kind, dhcp_detail(text, lease.vendor_class), first_seen=lease.first_seen)
+        d.address = address
         d.device_class = device_class
         d.vendor_class = lease.vendor_class or d.vendor_class
         d.hostname = lease.hostname or d.hostname
-        if kind is Kind.LEASED:
-            self._index(d)
+        if kind is _LEASED:  # leased (or further): its queries from this address are its own
+            self._by_address[text] = chaddr
+        elif same and self._by_address.get(text) == chaddr:  # offered again: not its own until the ACK
+            del self._by_address[text]
 
     def knows_address(self, address: str) -> bool:
         """Does a device we track hold a lease on `address` (dotted quad)? The syslog sink's shedding test."""
@@ -229,23 +235,30 @@ class DeviceTracker:
                first_seen: float | None = None, text: str | None = None) -> Device:
         """Fold one event into its device (created when new); `kind` None only marks it seen."""
         d = self._devices.get(chaddr)
-        mac = chaddr.hex(":")
         if d is None:  # born with the earlier first sighting: no second state built just to move it back
             born = first_seen if first_seen is not None and first_seen < now else now
-            state = DeviceState(mac, born, since=now)
+            mac = chaddr.hex(":")
+            state = (fold(None, now, mac, kind, detail, born) if kind is not None
+                     else DeviceState(mac, born, since=now))
             d = self._devices[chaddr] = Device(chaddr, None, None, None, None, state, now)
             self._writer.revived(chaddr)
-            self._evict()
+            self._place(d, None)
+            if len(self._devices) > self._max:
+                self._evict()
         else:
             self._devices.move_to_end(chaddr)
-        before = d.funnel
-        d.last_seen = max(d.last_seen, now)
-        after = apply(before, Event(now, mac, kind, detail)) if kind is not None else before
-        if first_seen is not None and first_seen < after.first_seen:
-            after = dataclasses.replace(after, first_seen=first_seen)
-        if after is not before:
-            d.funnel = after
-            self._place(d, before)
+            if now > d.last_seen:
+                d.last_seen = now
+            before = d.funnel
+            if kind is not None:
+                after = fold(before, now, before.mac, kind, detail, first_seen)
+            elif first_seen is not None and first_seen < before.first_seen:
+                after = before._replace(first_seen=first_seen)
+            else:
+                after = before
+            if after is not before:
+                d.funnel = after
+                self._place(d, before)
         if text is not None and kind is not None:
             d.history_seq += 1
             self._writer.add_history(chaddr, HistoryEntry(d.history_seq, now, kind.value, text), self._history_max())
@@ -255,17 +268,17 @@ class DeviceTracker:
     def _place(self, d: Device, before: DeviceState | None) -> None:
         """Keep `_in_stage` in step with the device's stage and upgrade."""
         s, b = d.funnel, before
-        if b is None or (b.stage, b.since) != (s.stage, s.since):
+        if b is None or b.stage is not s.stage or b.since != s.since:
             if b is not None and b.stage is not None:
                 self._in_stage[b.stage].pop(d.chaddr, None)
             if s.stage is not None:
                 self._in_stage[s.stage][d.chaddr] = s.since
-        up = self._in_stage[Upgrade.REQUESTED]
-        if s.upgrade is Upgrade.REQUESTED and s.upgrade_since is not None:
+        up = self._upgrading
+        if s.upgrade is _UPGRADE_REQUESTED and s.upgrade_since is not None:
             if b is None or b.upgrade_since != s.upgrade_since:
                 up.pop(d.chaddr, None)
                 up[d.chaddr] = s.upgrade_since
-        else:
+        elif up:
             up.pop(d.chaddr, None)
 
     def _evict(self) -> None:
@@ -308,10 +321,10 @@ class DeviceTracker:
 
     def _index(self, d: Device) -> None:
         if d.address is not None and d.stage is not None and d.stage >= Stage.LEASED:
-            self._by_address[_text(d.address)] = d.chaddr
+            self._by_address[address_text(d.address)] = d.chaddr
 
     def _unindex(self, d: Device) -> None:
-        if d.address is not None and self._by_address.get(text := _text(d.address)) == d.chaddr:
+        if d.address is not None and self._by_address.get(text := address_text(d.address)) == d.chaddr:
             del self._by_address[text]
 
     # -- views --------------------------------------------------------------------------------------------
