@@ -282,7 +282,15 @@ class DeviceTracker:
             up.pop(d.chaddr, None)
 
     def _evict(self) -> None:
+        """Least recently seen first, an inventory phone last: made-up MACs must not erase the floor's phones."""
+        expected = self._expected()[1]
+        spared = 0
         while len(self._devices) > self._max:
+            chaddr = next(iter(self._devices))
+            if chaddr in expected and spared < len(self._devices):
+                self._devices.move_to_end(chaddr)
+                spared += 1
+                continue
             _, old = self._devices.popitem(last=False)
             self._unindex(old)
             for members in self._in_stage.values():

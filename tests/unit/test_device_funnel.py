@@ -358,3 +358,23 @@ def test_inventory_gauges_and_the_history_bound_from_the_site(tmp_path: Path, si
     again = DeviceTracker(tmp_path / "state", lambda: full, clock=clock)  # type: ignore[arg-type, return-value]
     assert again.inventory() is None and again.report().summary["unexpected"] is None
     again.close()
+
+
+def test_a_flood_of_made_up_macs_evicts_them_not_the_inventory_phones(tmp_path: Path, site: Site) -> None:
+    """Past the bound the least recently seen device goes, but never an inventory phone while another is left:
+    spoofed DISCOVERs must not erase the floor's own phones from the sign-off report."""
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(f"mac,serial\n{MAC},FCH1\n")
+    full = with_sections(site, files=SimpleNamespace(inventory=str(inventory)))
+    clock = Clock()
+    t = DeviceTracker(tmp_path / "state", lambda: full, clock=clock, max_devices=5)  # type: ignore[arg-type, return-value]
+    t.dhcp_outcome(reply(MessageType.ACK))  # the inventory phone, seen first: the least recently seen
+    flood = [bytes.fromhex(f"0256{i:08x}") for i in range(50)]
+    for i, m in enumerate(flood):
+        clock.now += 0.01
+        t.dhcp_outcome(reply(MessageType.OFFER, chaddr=m, address=IPv4Address(int(ADDR) + 1 + i)))
+    assert len(t) == 5 and t.get(PHONE) is not None
+    assert [d for d in flood if t.get(d) is not None] == flood[-4:]  # the rest in LRU order
+    t.flush()
+    t.close()
+    assert PHONE in {d.chaddr for d in read_devices(tmp_path / "state")}
