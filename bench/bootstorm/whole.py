@@ -81,6 +81,8 @@ class Result:
     first_profile_p99: float = 0.0  # s, a phone's power-on to its first profile
     resync_p99: float = 0.0  # s, its first profile to the end of its resync chain
     load: str = ""
+    cpu_sims: float = 0.0  # CPU seconds of every simulator process (sampled every 0.2 s)
+    cpu_prov: float = 0.0  # ... of the lab remote server during the storm
     stuck: dict[str, int] = field(default_factory=dict)
 
 
@@ -130,6 +132,49 @@ def cpu_seconds(pid: int) -> float:
 
 def curl(floor: Floor, path: str) -> str:
     return floor.server.run(["curl", "-s", "-m", "10", METRICS + path], check=False, timeout=15).stdout
+
+
+class CpuSampler(threading.Thread):
+    """utime+stime of the simulator and lab remote processes (found by command line; the simulators end
+    before the bench could read them, so the last sample counts), every `interval` s."""
+
+    KINDS = (("sim", "bootstrapd simulate"), ("prov", "bootstrapd.sim.provserver"))
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.stop = interval, threading.Event()
+        self.last: dict[int, tuple[str, float]] = {}
+        self.base: dict[int, float] = {}  # CPU at the first sample (the lab remote's start-up is not the storm's)
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                kind = self.last[pid][0] if pid in self.last else self._kind(entry)
+                if kind is not None:
+                    cpu = cpu_seconds(pid)
+                    self.last[pid] = (kind, cpu)
+                    self.base.setdefault(pid, cpu if kind == "prov" else 0.0)
+            except OSError:
+                continue
+
+    def _kind(self, entry: Path) -> str | None:
+        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return next((k for k, needle in self.KINDS if needle in cmdline and "ip netns" not in cmdline), None)
+
+    def run(self) -> None:
+        self.sample()
+        while not self.stop.wait(self.interval):
+            self.sample()
+
+    def totals(self) -> dict[str, float]:
+        self.sample()
+        out: dict[str, float] = collections.defaultdict(float)
+        for pid, (kind, cpu) in self.last.items():
+            out[kind] += cpu - self.base.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in out.items()}
 
 
 class ReportPoller(threading.Thread):
@@ -190,13 +235,16 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
         macs = {p.mac for p in make_phones(phones, 0, MODELS, DEMO_OUIS)}
         assert daemon.proc is not None
         flood = start_flood(lab, floor, sources, flood_rate, flood_seconds) if flood_rate else None
-        poller = ReportPoller(floor, macs)
+        poller, sampler = ReportPoller(floor, macs), CpuSampler()
+        sampler.start()
         cpu0, t0 = cpu_seconds(daemon.proc.pid), time.time()
         poller.start()
         reports = simulate(floor, phones, spread, sims, workers)
         poller.join(30)
         poller.stop.set()
         cpu_storm = cpu_seconds(daemon.proc.pid) - cpu0
+        sampler.stop.set()
+        others = sampler.totals()
         flooded: dict[str, Any] = {"sent": 0, "seconds": 0.0}
         if flood is not None:
             out, _ = flood.communicate(timeout=flood_seconds + 60)
@@ -209,8 +257,10 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
             capture_output=True, text=True, timeout=60, check=True).stdout)
         events = daemon.events()
         daemon.stop()
-    return summarise(flood_rate, reports, events, signoff, metrics, macs, poller.all_done_at, flooded,
-                     (cpu_storm, cpu_total, window))
+    result = summarise(flood_rate, reports, events, signoff, metrics, macs, poller.all_done_at, flooded,
+                       (cpu_storm, cpu_total, window))
+    result.cpu_sims, result.cpu_prov = others.get("sim", 0.0), others.get("prov", 0.0)
+    return result
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -272,7 +322,7 @@ def p99(values: list[float]) -> float:
 
 
 COLUMNS = ("all_leased", "all_fetched", "all_done_sink", "all_done_report", "all_done_phones", "dora_p50",
-           "dora_p99", "cpu_storm")
+           "dora_p99", "cpu_storm", "cpu_sims", "cpu_prov")
 
 
 def print_result(r: Result) -> None:
@@ -281,7 +331,8 @@ def print_result(r: Result) -> None:
           f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s | done {r.done}/{r.phones} resync {r.resync_done} "
           f"distinct {r.distinct_addresses} | syslog sent {r.syslog_sent} (flood {r.flood_sent} in "
           f"{r.flood_seconds:.1f}s) accepted {r.syslog_accepted} drops {r.syslog_drops} kernel {r.kernel_drops} "
-          f"| daemon CPU {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s | first profile p99 "
+          f"| CPU: daemon {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s, simulators "
+          f"{r.cpu_sims:.1f}s, remote {r.cpu_prov:.1f}s | first profile p99 "
           f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}",
           flush=True)
     for reason, n in list(r.stuck.items())[:3]:
