@@ -82,7 +82,11 @@ class Result:
     resync_p99: float = 0.0  # s, its first profile to the end of its resync chain
     load: str = ""
     cpu_sims: float = 0.0  # CPU seconds of every simulator process (sampled every 0.2 s)
-    cpu_prov: float = 0.0  # ... of the lab remote server during the storm
+    cpu_prov: float = 0.0  # ... of the lab remote server during the storm (its children's included)
+    dhcp_resent: int = 0  # the phones' DISCOVER and REQUEST retransmissions (beyond one each)
+    dhcp_drops: dict[str, int] = field(default_factory=dict)  # bootstrapd's, by reason
+    dhcp_kernel_drops: int = 0
+    arp_table_fulls: int = 0  # the machine's neighbour table overflowed this often during the storm
     stuck: dict[str, int] = field(default_factory=dict)
 
 
@@ -124,10 +128,22 @@ def start_flood(lab: Lab, floor: Floor, sources: int, rate: int, seconds: float)
     return proc
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime (+ cutime + cstime: its reaped children's, e.g. the openssl runs of a server)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (USER_HZ 100)
+    ticks = sum(int(x) for x in fields[11:15 if children else 13])
+    return ticks / 100  # clock ticks (USER_HZ 100)
+
+
+def arp_table_fulls() -> int:
+    """The kernel's count of neighbour-table overflows, all namespaces together (/proc/net/stat/arp_cache):
+    another lab's storm on the same machine can fill the shared 1024-entry table, and a reply that finds
+    no neighbour entry is lost; a run where this grew says so."""
+    with open("/proc/net/stat/arp_cache") as f:
+        head, *rows = f.read().split("\n")
+    col = head.split().index("table_fulls")
+    return sum(int(r.split()[col], 16) for r in rows if r.strip())
 
 
 def curl(floor: Floor, path: str) -> str:
@@ -154,7 +170,7 @@ class CpuSampler(threading.Thread):
             try:
                 kind = self.last[pid][0] if pid in self.last else self._kind(entry)
                 if kind is not None:
-                    cpu = cpu_seconds(pid)
+                    cpu = cpu_seconds(pid, children=True)
                     self.last[pid] = (kind, cpu)
                     self.base.setdefault(pid, cpu if kind == "prov" else 0.0)
             except OSError:
@@ -237,6 +253,7 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
         flood = start_flood(lab, floor, sources, flood_rate, flood_seconds) if flood_rate else None
         poller, sampler = ReportPoller(floor, macs), CpuSampler()
         sampler.start()
+        fulls = arp_table_fulls()
         cpu0, t0 = cpu_seconds(daemon.proc.pid), time.time()
         poller.start()
         reports = simulate(floor, phones, spread, sims, workers)
@@ -245,6 +262,7 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
         cpu_storm = cpu_seconds(daemon.proc.pid) - cpu0
         sampler.stop.set()
         others = sampler.totals()
+        fulls = arp_table_fulls() - fulls
         flooded: dict[str, Any] = {"sent": 0, "seconds": 0.0}
         if flood is not None:
             out, _ = flood.communicate(timeout=flood_seconds + 60)
@@ -260,6 +278,11 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
     result = summarise(flood_rate, reports, events, signoff, metrics, macs, poller.all_done_at, flooded,
                        (cpu_storm, cpu_total, window))
     result.cpu_sims, result.cpu_prov = others.get("sim", 0.0), others.get("prov", 0.0)
+    result.dhcp_resent = sum(r.discovers + r.requests - 2 for r in reports if r.address)
+    result.dhcp_drops = {k.split('"')[1]: int(v) for k, v in metrics.items()
+                         if k.startswith("bootstrapd_dhcp_drops_total{") and v}
+    result.dhcp_kernel_drops = int(metrics.get("bootstrapd_dhcp_kernel_receive_drops", -1))
+    result.arp_table_fulls = fulls
     return result
 
 
@@ -302,7 +325,9 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
     drops = {k.split('"')[1]: int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_drops_total{")}
     accepted = sum(int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_messages_total{"))
     stuck = collections.Counter(f"{d['state']} at {d.get('stage')}" for d in rows if d["state"] != "done")
-    stuck.update(f"phone: resync {r.resync}: {r.resync_reason}" for r in reports if r.resync != "done")
+    stuck.update(f"phone: resync {r.resync}: {r.resync_reason or r.reason} ({r.stage.value}, {r.attempts[-1:]})"
+                 for r in reports if r.resync != "done")
+    stuck.update(f"phone: upgrade {r.upgrade}: {r.resync_steps[-1:]}" for r in reports if r.upgrade != "done")
     return Result(
         flood_rate, len(reports), last(acks), last(fetched), last(done_sink),
         report_done - first if report_done else inf,
@@ -328,14 +353,17 @@ COLUMNS = ("all_leased", "all_fetched", "all_done_sink", "all_done_report", "all
 def print_result(r: Result) -> None:
     print(f"flood {r.flood_rate:>6}/s: leased {r.all_leased:5.2f}s fetched {r.all_fetched:5.2f}s done(sink) "
           f"{r.all_done_sink:5.2f}s done(report) {r.all_done_report:5.2f}s done(phones) {r.all_done_phones:5.2f}s "
-          f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s | done {r.done}/{r.phones} resync {r.resync_done} "
+          f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s (resent {r.dhcp_resent}, drops {r.dhcp_drops} kernel "
+          f"{r.dhcp_kernel_drops}) | done {r.done}/{r.phones} resync {r.resync_done} "
           f"distinct {r.distinct_addresses} | syslog sent {r.syslog_sent} (flood {r.flood_sent} in "
           f"{r.flood_seconds:.1f}s) accepted {r.syslog_accepted} drops {r.syslog_drops} kernel {r.kernel_drops} "
           f"| CPU: daemon {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s, simulators "
           f"{r.cpu_sims:.1f}s, remote {r.cpu_prov:.1f}s | first profile p99 "
-          f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}",
+          f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}"
+          + (f" | ARP TABLE FULL {r.arp_table_fulls} times (another storm on the machine?)"
+             if r.arp_table_fulls else ""),
           flush=True)
-    for reason, n in list(r.stuck.items())[:3]:
+    for reason, n in list(r.stuck.items())[:6]:
         print(f"    not done ({n}): {reason}")
 
 
