@@ -243,7 +243,7 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
 
 
 def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_seconds: float,
-             sims: int = 1, workers: int = 32) -> Result:
+             sims: int = 2, workers: int = 32) -> Result:
     with tempfile.TemporaryDirectory(prefix="bootstrapd-whole-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp), prefixlen=PREFIX)
         daemon = floor.start_daemon(floor_site(floor, Path(tmp), phones))
@@ -388,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floods", default="0,20000", help="comma-separated flood rates (0: the storm alone)")
     p.add_argument("--sources", type=int, default=500)
     p.add_argument("--flood-seconds", type=float, default=10.0)
-    p.add_argument("--sims", type=int, default=1, help="simulator processes sharing the phones")
+    p.add_argument("--sims", type=int, default=2, help="simulator processes sharing the phones (default 2: "
+                   "one process is one core at most, this box has two)")
     p.add_argument("--workers", type=int, default=32, help="each simulator's provisioning threads")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
