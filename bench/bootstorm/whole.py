@@ -50,6 +50,7 @@ from bootstrapd.sim.report import PhoneReport
 PREFIX = 21  # 198.18.0.0/21
 POOL = "198.18.3.0-198.18.7.250"  # 1,275 addresses for the phones
 FLOOD_FIRST = IPv4Address("198.18.1.1")  # 500 sources up to 198.18.2.244: in the subnet, outside the pool
+ANCHOR = "198.18.2.253"  # the phones' namespace's own primary address on the LAN (see simulate)
 METRICS = "http://127.0.0.1:9267"  # the example's metrics.listen, inside the server's namespace
 HERE = Path(__file__).resolve().parent
 
@@ -230,10 +231,14 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
                                 ",".join(DEMO_OUIS), "--models", ",".join(MODELS), "--error-retry-delay", "1",
                                 *(["--workers", str(workers)] if workers != 32 else []), timeout=60)
 
-    # A simulator takes its addresses off eth0 when it ends; should one of them be the interface's primary
-    # address, the kernel would drop every secondary (the other simulators' phones) with it, unless promoted.
+    # A simulator takes its addresses off eth0 when it ends. Should one of them be the interface's primary
+    # address, the kernel would drop every secondary (the other simulators' phones) with it, unless promoted;
+    # and even promoted, it re-creates every secondary's local route, a window in which the phones still
+    # fetching get EADDRNOTAVAIL (seen: upgrades failing at the end of a two-process storm). So eth0 gets a
+    # primary of its own first, outside the pool and the flood's range, that no simulator removes.
     floor.phones.run(["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1",
                       "net.ipv4.conf.eth0.promote_secondaries=1"])
+    floor.phones.add_address("eth0", f"{ANCHOR}/{PREFIX}")
     threads = [threading.Thread(target=one, args=(i,)) for i in range(sims)]
     for t in threads:
         t.start()
