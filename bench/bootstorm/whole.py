@@ -2,7 +2,8 @@
 a syslog flood.
 
     python bench/bootstorm/whole.py [--phones 1000] [--spread 1] [--runs 3] [--floods 0,20000,40000]
-                                    [--sources 500] [--flood-seconds 10] [--json out.json]
+                                    [--sources 500] [--flood-seconds 10] [--sims 2] [--workers 32]
+                                    [--json out.json]
 
 As root (network namespaces). Per run: a fresh lab with the demo's floor (`bootstrapd.lab.demo.demo_site`:
 the example site, an inventory of every phone, the lab's remote server on prov2 as the provider) on a /21
