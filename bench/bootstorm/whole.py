@@ -2,7 +2,8 @@
 a syslog flood.
 
     python bench/bootstorm/whole.py [--phones 1000] [--spread 1] [--runs 3] [--floods 0,20000,40000]
-                                    [--sources 500] [--flood-seconds 10] [--json out.json]
+                                    [--sources 500] [--flood-seconds 10] [--sims 2] [--workers 32]
+                                    [--json out.json]
 
 As root (network namespaces). Per run: a fresh lab with the demo's floor (`bootstrapd.lab.demo.demo_site`:
 the example site, an inventory of every phone, the lab's remote server on prov2 as the provider) on a /21
@@ -50,6 +51,7 @@ from bootstrapd.sim.report import PhoneReport
 PREFIX = 21  # 198.18.0.0/21
 POOL = "198.18.3.0-198.18.7.250"  # 1,275 addresses for the phones
 FLOOD_FIRST = IPv4Address("198.18.1.1")  # 500 sources up to 198.18.2.244: in the subnet, outside the pool
+ANCHOR = "198.18.2.253"  # the phones' namespace's own primary address on the LAN (see simulate)
 METRICS = "http://127.0.0.1:9267"  # the example's metrics.listen, inside the server's namespace
 HERE = Path(__file__).resolve().parent
 
@@ -81,6 +83,12 @@ class Result:
     first_profile_p99: float = 0.0  # s, a phone's power-on to its first profile
     resync_p99: float = 0.0  # s, its first profile to the end of its resync chain
     load: str = ""
+    cpu_sims: float = 0.0  # CPU seconds of every simulator process (sampled every 0.2 s)
+    cpu_prov: float = 0.0  # ... of the lab remote server during the storm (its children's included)
+    dhcp_resent: int = 0  # the phones' DISCOVER and REQUEST retransmissions (beyond one each)
+    dhcp_drops: dict[str, int] = field(default_factory=dict)  # bootstrapd's, by reason
+    dhcp_kernel_drops: int = 0
+    arp_table_fulls: int = 0  # the machine's neighbour table overflowed this often during the storm
     stuck: dict[str, int] = field(default_factory=dict)
 
 
@@ -122,14 +130,69 @@ def start_flood(lab: Lab, floor: Floor, sources: int, rate: int, seconds: float)
     return proc
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime (+ cutime + cstime: its reaped children's, e.g. the openssl runs of a server)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (USER_HZ 100)
+    ticks = sum(int(x) for x in fields[11:15 if children else 13])
+    return ticks / 100  # clock ticks (USER_HZ 100)
+
+
+def arp_table_fulls() -> int:
+    """The kernel's count of neighbour-table overflows, all namespaces together (/proc/net/stat/arp_cache):
+    another lab's storm on the same machine can fill the shared 1024-entry table, and a reply that finds
+    no neighbour entry is lost; a run where this grew says so."""
+    with open("/proc/net/stat/arp_cache") as f:
+        head, *rows = f.read().split("\n")
+    col = head.split().index("table_fulls")
+    return sum(int(r.split()[col], 16) for r in rows if r.strip())
 
 
 def curl(floor: Floor, path: str) -> str:
     return floor.server.run(["curl", "-s", "-m", "10", METRICS + path], check=False, timeout=15).stdout
+
+
+class CpuSampler(threading.Thread):
+    """utime+stime of the simulator and lab remote processes (found by command line; the simulators end
+    before the bench could read them, so the last sample counts), every `interval` s."""
+
+    KINDS = (("sim", "bootstrapd simulate"), ("prov", "bootstrapd.sim.provserver"))
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.stop = interval, threading.Event()
+        self.last: dict[int, tuple[str, float]] = {}
+        self.base: dict[int, float] = {}  # CPU at the first sample (the lab remote's start-up is not the storm's)
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                kind = self.last[pid][0] if pid in self.last else self._kind(entry)
+                if kind is not None:
+                    cpu = cpu_seconds(pid, children=True)
+                    self.last[pid] = (kind, cpu)
+                    self.base.setdefault(pid, cpu if kind == "prov" else 0.0)
+            except OSError:
+                continue
+
+    def _kind(self, entry: Path) -> str | None:
+        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return next((k for k, needle in self.KINDS if needle in cmdline and "ip netns" not in cmdline), None)
+
+    def run(self) -> None:
+        self.sample()
+        while not self.stop.wait(self.interval):
+            self.sample()
+
+    def totals(self) -> dict[str, float]:
+        self.sample()
+        out: dict[str, float] = collections.defaultdict(float)
+        for pid, (kind, cpu) in self.last.items():
+            out[kind] += cpu - self.base.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in out.items()}
 
 
 class ReportPoller(threading.Thread):
@@ -169,10 +232,14 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
                                 ",".join(DEMO_OUIS), "--models", ",".join(MODELS), "--error-retry-delay", "1",
                                 *(["--workers", str(workers)] if workers != 32 else []), timeout=60)
 
-    # A simulator takes its addresses off eth0 when it ends; should one of them be the interface's primary
-    # address, the kernel would drop every secondary (the other simulators' phones) with it, unless promoted.
+    # A simulator takes its addresses off eth0 when it ends. Should one of them be the interface's primary
+    # address, the kernel would drop every secondary (the other simulators' phones) with it, unless promoted;
+    # and even promoted, it re-creates every secondary's local route, a window in which the phones still
+    # fetching get EADDRNOTAVAIL (seen: upgrades failing at the end of a two-process storm). So eth0 gets a
+    # primary of its own first, outside the pool and the flood's range, that no simulator removes.
     floor.phones.run(["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1",
                       "net.ipv4.conf.eth0.promote_secondaries=1"])
+    floor.phones.add_address("eth0", f"{ANCHOR}/{PREFIX}")
     threads = [threading.Thread(target=one, args=(i,)) for i in range(sims)]
     for t in threads:
         t.start()
@@ -182,7 +249,7 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
 
 
 def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_seconds: float,
-             sims: int = 1, workers: int = 32) -> Result:
+             sims: int = 2, workers: int = 32) -> Result:
     with tempfile.TemporaryDirectory(prefix="bootstrapd-whole-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp), prefixlen=PREFIX)
         daemon = floor.start_daemon(floor_site(floor, Path(tmp), phones))
@@ -190,13 +257,18 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
         macs = {p.mac for p in make_phones(phones, 0, MODELS, DEMO_OUIS)}
         assert daemon.proc is not None
         flood = start_flood(lab, floor, sources, flood_rate, flood_seconds) if flood_rate else None
-        poller = ReportPoller(floor, macs)
+        poller, sampler = ReportPoller(floor, macs), CpuSampler()
+        sampler.start()
+        fulls = arp_table_fulls()
         cpu0, t0 = cpu_seconds(daemon.proc.pid), time.time()
         poller.start()
         reports = simulate(floor, phones, spread, sims, workers)
         poller.join(30)
         poller.stop.set()
         cpu_storm = cpu_seconds(daemon.proc.pid) - cpu0
+        sampler.stop.set()
+        others = sampler.totals()
+        fulls = arp_table_fulls() - fulls
         flooded: dict[str, Any] = {"sent": 0, "seconds": 0.0}
         if flood is not None:
             out, _ = flood.communicate(timeout=flood_seconds + 60)
@@ -209,8 +281,15 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
             capture_output=True, text=True, timeout=60, check=True).stdout)
         events = daemon.events()
         daemon.stop()
-    return summarise(flood_rate, reports, events, signoff, metrics, macs, poller.all_done_at, flooded,
-                     (cpu_storm, cpu_total, window))
+    result = summarise(flood_rate, reports, events, signoff, metrics, macs, poller.all_done_at, flooded,
+                       (cpu_storm, cpu_total, window))
+    result.cpu_sims, result.cpu_prov = others.get("sim", 0.0), others.get("prov", 0.0)
+    result.dhcp_resent = sum(r.discovers + r.requests - 2 for r in reports if r.address)
+    result.dhcp_drops = {k.split('"')[1]: int(v) for k, v in metrics.items()
+                         if k.startswith("bootstrapd_dhcp_drops_total{") and v}
+    result.dhcp_kernel_drops = int(metrics.get("bootstrapd_dhcp_kernel_receive_drops", -1))
+    result.arp_table_fulls = fulls
+    return result
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -252,7 +331,9 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
     drops = {k.split('"')[1]: int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_drops_total{")}
     accepted = sum(int(v) for k, v in metrics.items() if k.startswith("bootstrapd_syslog_messages_total{"))
     stuck = collections.Counter(f"{d['state']} at {d.get('stage')}" for d in rows if d["state"] != "done")
-    stuck.update(f"phone: resync {r.resync}: {r.resync_reason}" for r in reports if r.resync != "done")
+    stuck.update(f"phone: resync {r.resync}: {r.resync_reason or r.reason} ({r.stage.value}, {r.attempts[-1:]})"
+                 for r in reports if r.resync != "done")
+    stuck.update(f"phone: upgrade {r.upgrade}: {r.resync_steps[-1:]}" for r in reports if r.upgrade != "done")
     return Result(
         flood_rate, len(reports), last(acks), last(fetched), last(done_sink),
         report_done - first if report_done else inf,
@@ -272,19 +353,23 @@ def p99(values: list[float]) -> float:
 
 
 COLUMNS = ("all_leased", "all_fetched", "all_done_sink", "all_done_report", "all_done_phones", "dora_p50",
-           "dora_p99", "cpu_storm")
+           "dora_p99", "cpu_storm", "cpu_sims", "cpu_prov")
 
 
 def print_result(r: Result) -> None:
     print(f"flood {r.flood_rate:>6}/s: leased {r.all_leased:5.2f}s fetched {r.all_fetched:5.2f}s done(sink) "
           f"{r.all_done_sink:5.2f}s done(report) {r.all_done_report:5.2f}s done(phones) {r.all_done_phones:5.2f}s "
-          f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s | done {r.done}/{r.phones} resync {r.resync_done} "
+          f"DORA {r.dora_p50:.2f}/{r.dora_p99:.2f}s (resent {r.dhcp_resent}, drops {r.dhcp_drops} kernel "
+          f"{r.dhcp_kernel_drops}) | done {r.done}/{r.phones} resync {r.resync_done} "
           f"distinct {r.distinct_addresses} | syslog sent {r.syslog_sent} (flood {r.flood_sent} in "
           f"{r.flood_seconds:.1f}s) accepted {r.syslog_accepted} drops {r.syslog_drops} kernel {r.kernel_drops} "
-          f"| daemon CPU {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s | first profile p99 "
-          f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}",
+          f"| CPU: daemon {r.cpu_storm:.1f}s storm, {r.cpu_total:.1f}s in {r.window:.1f}s, simulators "
+          f"{r.cpu_sims:.1f}s, remote {r.cpu_prov:.1f}s | first profile p99 "
+          f"{r.first_profile_p99:.2f}s, resync p99 {r.resync_p99:.2f}s | load {r.load}"
+          + (f" | ARP TABLE FULL {r.arp_table_fulls} times (another storm on the machine?)"
+             if r.arp_table_fulls else ""),
           flush=True)
-    for reason, n in list(r.stuck.items())[:3]:
+    for reason, n in list(r.stuck.items())[:6]:
         print(f"    not done ({n}): {reason}")
 
 
@@ -309,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floods", default="0,20000", help="comma-separated flood rates (0: the storm alone)")
     p.add_argument("--sources", type=int, default=500)
     p.add_argument("--flood-seconds", type=float, default=10.0)
-    p.add_argument("--sims", type=int, default=1, help="simulator processes sharing the phones")
+    p.add_argument("--sims", type=int, default=2, help="simulator processes sharing the phones (default 2: "
+                   "one process is one core at most, this box has two)")
     p.add_argument("--workers", type=int, default=32, help="each simulator's provisioning threads")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)

@@ -7,32 +7,39 @@ server's miss log then shows it).
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 
 
+@functools.lru_cache(maxsize=64)
+def _names(names: tuple[str, ...]) -> re.Pattern[str]:
+    """The longest of `names` at a position (an alternation tries them in order: longest first)."""
+    return re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "(?!)")
+
+
 def expand(template: str, values: Mapping[str, str]) -> str:
-    """`template` with every known macro replaced by its value."""
-    names = sorted(values, key=len, reverse=True)
+    """`template` with every known macro replaced by its value. Jumps from `$` to `$` (a boot storm expands
+    six syslog templates and a few rules per phone; a character loop was a tenth of the simulator's CPU)."""
+    if "$" not in template:
+        return template
+    names = _names(tuple(values))
     out: list[str] = []
-    i = 0
-    while i < len(template):
-        ch = template[i]
-        if ch != "$" or i + 1 == len(template):
-            out.append(ch)
-            i += 1
-            continue
-        rest = template[i + 1:]
-        if rest.startswith("$"):
+    i, end = 0, len(template)
+    while (j := template.find("$", i)) >= 0 and j + 1 < end:
+        out.append(template[i:j])
+        if template[j + 1] == "$":
             out.append("$")
-            i += 2
-        elif rest.startswith("(") and ")" in rest:
-            name = rest[1:rest.index(")")]
+            i = j + 2
+        elif template[j + 1] == "(" and (close := template.find(")", j + 2)) >= 0:
+            name = template[j + 2:close]
             out.append(values.get(name, f"$({name})"))
-            i += len(name) + 3
+            i = close + 1
         else:
-            known = next((n for n in names if rest.startswith(n)), None)
-            out.append(values[known] if known is not None else "$")
-            i += 1 + (len(known) if known is not None else 0)
+            known = names.match(template, j + 1)
+            out.append(values[known.group()] if known is not None else "$")
+            i = known.end() if known is not None else j + 1
+    out.append(template[i:])
     return "".join(out)
 
 

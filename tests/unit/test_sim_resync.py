@@ -5,7 +5,9 @@ after the error delay, fails visibly with a wrong key, upgrades, and logs each s
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from bootstrapd.sim.discovery import ProfileUrl
 from bootstrapd.sim.fetch import Fetcher, tls_context
 from bootstrapd.sim.phone import Phone
-from bootstrapd.sim.provfiles import Bootstrap
+from bootstrapd.sim.provfiles import Bootstrap, Catalog, remote_profile
 from bootstrapd.sim.provserver import ProvServer
 from bootstrapd.sim.resolver import ResolveError
 from bootstrapd.sim.resync import Resync, Resyncer, ResyncSettings, ResyncState, open_profile
@@ -209,3 +211,18 @@ def test_rules_b_to_d_run_once_after_the_chain(floor: Floor) -> None:
                                                 "/Cisco/00562b043615.cfg", "/missing.cfg"]  # C is not retried
     assert [k for k, _, _ in kinds(received)] == [*[Kind.RESYNC_REQUESTED, Kind.RESYNC_SUCCEEDED] * 2,
                                                   Kind.RESYNC_REQUESTED, Kind.RESYNC_FAILED]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
+@pytest.mark.parametrize("md", ["sha256", "md5"])
+def test_the_remote_profile_is_what_openssl_decrypts(md: str) -> None:
+    """The lab remote encrypts per-phone profiles in process now; the format is still `openssl enc`'s."""
+    catalog = Catalog(Bootstrap(remote_key="r3mote", md=md))
+    answer = catalog.other("/remote/00562b043615.xml", "http://198.18.0.11/remote/00562b043615.xml", http=True)
+    assert answer is not None and answer.kind == "remote"
+    plain = subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-md", md, "-k", "r3mote"], input=answer.body,
+                           capture_output=True, timeout=30, check=True).stdout
+    assert plain == remote_profile("--key r3mote http://198.18.0.11/remote/00562b043615.xml",
+                                   "/remote/00562b043615.xml")
+    again = catalog.other("/remote/00562b043615.xml", "http://198.18.0.11/remote/00562b043615.xml", http=True)
+    assert again is not None and again.body[8:16] != answer.body[8:16]  # a fresh salt per answer, as openssl
