@@ -153,6 +153,10 @@ class Metrics:
             f"{p}_syslog_kernel_receive_drops", "datagrams the kernel dropped on our syslog socket (full receive "
             "buffer: the sink fell behind)", registry=r
         )
+        self.syslog_receive_buffer = Gauge(
+            f"{p}_syslog_receive_buffer_bytes", "the syslog socket's receive buffer as the kernel reports it "
+            "(twice what was set: its bookkeeping; each queued datagram takes about 1 KiB of it)", registry=r
+        )
         self.syslog_errors = Counter(
             f"{p}_syslog_internal_errors_total", "bugs: exceptions escaping the message hook", registry=r
         )

@@ -32,7 +32,7 @@ from bootstrapd.transport.dhcp_recv import kernel_udp_drops
 
 RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
 SHED_HOLD = 1.0  # seconds of shedding after a wakeup that left the socket backlogged
-RCVBUF = 4 << 20  # like DHCP's and DNS's: rides out ~0.5 s of a 20,000/s flood (capped at rmem_max)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux socket(7); Python names it only on some builds
 FLUSH_INTERVAL = 1.0
 
 # (receive time as wall-clock seconds, source address, parsed message)
@@ -43,6 +43,20 @@ KnownSource = Callable[[str], bool]
 
 def staging_networks(site: Site) -> list[Any]:
     return [subnet.prefix for subnet in site.dhcp.subnets]
+
+
+def receive_buffer(sock: socket.socket, size: int) -> tuple[int, bool]:
+    """Ask for `size` bytes of receive buffer: SO_RCVBUFFORCE first (needs CAP_NET_ADMIN; goes beyond
+    net.core.rmem_max, like unbound's so-rcvbuf), else SO_RCVBUF (capped there by the kernel). Returns
+    (what the kernel reports, whether the force worked)."""
+    forced = True
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:  # EPERM without the capability: the plain option, logged by the caller when capped
+        forced = False
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), forced
 
 
 class SyslogServer:
@@ -60,6 +74,7 @@ class SyslogServer:
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.syslog").bind()
         self._bind = bind or (str(site.listen.address), conf.port)
+        self._rcvbuf = conf.receive_buffer
         self._on_message = on_message
         self._known = known
         self._shed_until = 0.0  # clock(): shed while before this
@@ -82,8 +97,7 @@ class SyslogServer:
         self._loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            got, forced = receive_buffer(sock, self._rcvbuf)
             sock.bind(self._bind)
             sock.setblocking(False)
             self._loop.add_reader(sock.fileno(), self._ready, sock)
@@ -93,8 +107,12 @@ class SyslogServer:
         self._sock = sock
         self.address = sock.getsockname()
         self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
+        self._metrics.syslog_receive_buffer.set(got)
         self._log.info("syslog.started", address=f"{self.address[0]}:{self.address[1]}",
-                       rate_limit=self.admission.rate)
+                       rate_limit=self.admission.rate, receive_buffer=got, receive_buffer_forced=forced)
+        if got < 2 * self._rcvbuf:  # the kernel reports twice what it grants
+            self._log.warning("syslog.receive_buffer_capped", asked=self._rcvbuf, got=got,
+                              hint="grant CAP_NET_ADMIN or raise net.core.rmem_max (systemd/bootstrapd.sysctl)")
 
     async def stop(self) -> None:
         if self._sock is not None:
