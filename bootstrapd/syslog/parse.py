@@ -137,7 +137,8 @@ def parse(datagram: bytes) -> SyslogMessage:
 def _find_event(rest: str) -> re.Match[str] | None:
     """The first event words; the regex runs only from the first place they may be (most lines have none)."""
     low = rest.lower()
-    first = min((i for i in (low.find("resync"), low.find("upgrade")) if i >= 0), default=-1)
+    resync, upgrade = low.find("resync"), low.find("upgrade")
+    first = resync if upgrade < 0 or 0 <= resync < upgrade else upgrade
     if first < 0:
         return None
     # "Requesting " and the like come first; lower() keeps offsets only for ASCII (one letter may become two).

@@ -147,15 +147,16 @@ class SyslogServer:
             if known is not None and not known(host):
                 self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + 1
                 continue
-            self.handle(data, IPv4Address(host))
+            self.handle(data, IPv4Address(host), host)
         if self._known is not None:  # the budget ran out: probably more queued than we can parse
             self._shed_until = self._clock() + SHED_HOLD
             if not self._shedding:
                 self._shedding = True
                 self._log.info("syslog.shedding", hold=SHED_HOLD)
 
-    def handle(self, data: bytes, source: IPv4Address) -> SyslogMessage | None:
-        """One datagram from `source`: the accepted message, or None when dropped (and counted)."""
+    def handle(self, data: bytes, source: IPv4Address, host: str | None = None) -> SyslogMessage | None:
+        """One datagram from `source` (`host`: its dotted quad when the caller has it; str() of an address
+        costs more than the rest of the log event's fields): the accepted message, or None when dropped."""
         reason = self.admission.admit(self._clock(), source, len(data))
         if reason is not None:
             self._drops[reason] = self._drops.get(reason, 0) + 1
@@ -163,7 +164,7 @@ class SyslogServer:
         msg = parse(data)
         kind = msg.kind.value
         self._messages[kind] = self._messages.get(kind, 0) + 1
-        self._log.info("syslog.message", source=str(source), mac=msg.mac, kind=kind, model=msg.model,
+        self._log.info("syslog.message", source=host or str(source), mac=msg.mac, kind=kind, model=msg.model,
                        url=msg.url, error=msg.error, text=msg.text, severity=msg.severity)
         if self._on_message is not None:
             try:
