@@ -205,3 +205,11 @@ class Metrics:
         self.reload_last_failed = Gauge(
             f"{p}_reload_last_failed", "1 when the last reload was rejected", registry=r
         )
+        self.loop_lag = Gauge(
+            f"{p}_event_loop_lag_seconds", "how late the main event loop ran a timer, worst of the last second",
+            registry=r,
+        )
+        self.loop_stalls = Counter(
+            f"{p}_event_loop_stalls_total", "times the main event loop ran a timer 0.25 s or more late "
+            "(each one a loop.stalled event)", registry=r,
+        )
