@@ -10,7 +10,10 @@ Overload: a full message costs the loop ~100 us (parse, log event, the tracker's
 few thousand datagrams a second fills the socket buffer and the kernel drops at random, the phones' own
 resync lines with the flood. When a wakeup ends with its budget used up (the socket still backlogged), the
 sink sheds for SHED_HOLD seconds: datagrams from senders that hold no lease (`known`) are counted as `shed`
-without being parsed (a few us each), so the floor's phones keep being heard.
+without being parsed (a few us each), so the floor's phones keep being heard. What shedding cannot help
+with is a loop that does not run at all: on a busy box the daemon waited for a CPU for up to 1.2 s
+(`loop.stalled`, bench/bootstorm/RESULTS.md), so the socket's receive buffer (syslog.receive_buffer, 16 MiB
+by default, beyond net.core.rmem_max where CAP_NET_ADMIN allows) holds ~2 s of a 20,000/s flood.
 """
 
 from __future__ import annotations
