@@ -145,7 +145,12 @@ class Service:
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         self.log.info("service.ready", status=self._status())
         watchdog = asyncio.create_task(self._watchdog()) if watchdog_interval() else None
+        from bootstrapd.observability.looplag import LoopLag
+
+        lag = LoopLag(self.metrics, self.log)
+        lag.start()
         await self._stop.wait()
+        lag.stop()
         if watchdog is not None:
             watchdog.cancel()
         sd_notify("STOPPING=1")

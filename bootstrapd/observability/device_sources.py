@@ -84,7 +84,8 @@ def fetch_event(outcome: Fetched | Refused, by_address: Lookup) -> tuple[bytes, 
 def syslog_event(source: ipaddress.IPv4Address, msg: SyslogMessage,
                  by_address: Lookup) -> tuple[bytes, Kind, Detail] | None:
     """(chaddr, kind, detail) of a message: the MAC it names wins over its source address's lease."""
-    leased = by_address(str(source))
+    address = str(source)  # once: an IPv4Address's str() is computed anew each time
+    leased = by_address(address)
     named = chaddr_of(msg.mac) if msg.mac else None
     chaddr = named or leased
     if chaddr is None:
@@ -93,7 +94,7 @@ def syslog_event(source: ipaddress.IPv4Address, msg: SyslogMessage,
     if named is not None and leased is not None and named != leased:
         conflict = f"syslog={named.hex(':')} lease={leased.hex(':')} from {source}"
     kind = _SYSLOG_KINDS.get(str(msg.kind.value), Kind.SYSLOG_OTHER)
-    detail = Detail(address=str(source), model=msg.model, url=msg.url, error=msg.error, conflict=conflict)
+    detail = Detail(address=address, model=msg.model, url=msg.url, error=msg.error, conflict=conflict)
     return chaddr, kind, detail
 
 

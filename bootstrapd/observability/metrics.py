@@ -153,6 +153,10 @@ class Metrics:
             f"{p}_syslog_kernel_receive_drops", "datagrams the kernel dropped on our syslog socket (full receive "
             "buffer: the sink fell behind)", registry=r
         )
+        self.syslog_receive_buffer = Gauge(
+            f"{p}_syslog_receive_buffer_bytes", "the syslog socket's receive buffer as the kernel reports it "
+            "(twice what was set: its bookkeeping; each queued datagram takes about 1 KiB of it)", registry=r
+        )
         self.syslog_errors = Counter(
             f"{p}_syslog_internal_errors_total", "bugs: exceptions escaping the message hook", registry=r
         )
@@ -212,4 +216,12 @@ class Metrics:
         )
         self.reload_last_failed = Gauge(
             f"{p}_reload_last_failed", "1 when the last reload was rejected", registry=r
+        )
+        self.loop_lag = Gauge(
+            f"{p}_event_loop_lag_seconds", "how late the main event loop ran a timer, worst of the last second",
+            registry=r,
+        )
+        self.loop_stalls = Counter(
+            f"{p}_event_loop_stalls_total", "times the main event loop ran a timer 0.25 s or more late "
+            "(each one a loop.stalled event)", registry=r,
         )

@@ -51,6 +51,8 @@ def sanitise(value: str, limit: int) -> str:
     """Printable text of at most `limit` characters: escape sequences removed, tabs as spaces, every other
     non-printable character (controls, newlines, NUL, bidi overrides, surrogates) as U+FFFD, so a value
     can neither forge a log line nor a CSV row nor reorder a terminal's display."""
+    if value.isprintable():  # a phone's line, nearly always: no escape, no control, nothing to replace
+        return value[:limit].strip()
     value = _ANSI.sub("", value[: limit * 4])[:limit].translate(_CONTROLS)  # the common case at C speed
     if not value.isprintable():  # the rest of Unicode's non-printables: format, separators, surrogates
         value = "".join(c if c.isprintable() else REPLACEMENT for c in value)

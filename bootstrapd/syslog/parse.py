@@ -70,8 +70,10 @@ _EVENTS = {
     "successful upgrade": Kind.UPGRADE_SUCCEEDED,
     "upgrade failed": Kind.UPGRADE_FAILED,
 }
-_REQUESTS = {Kind.RESYNC_REQUESTED, Kind.UPGRADE_REQUESTED}
-_SUCCESSES = {Kind.RESYNC_SUCCEEDED, Kind.UPGRADE_SUCCEEDED}
+# The event words as the firmware's default templates and ours spell them, looked up as matched before any
+# normalising (which costs more than the rest of finding the event).
+_SPELLINGS = {spelt: kind for words, kind in _EVENTS.items()
+              for spelt in (words.capitalize(), words.capitalize() + ":")}
 
 _HEX = "[0-9A-Fa-f]"
 # Colon or dash separated, bare ($MA, $MAU) or Cisco dotted.
@@ -112,7 +114,7 @@ def parse(datagram: bytes) -> SyslogMessage:
     event = _find_event(rest)
     if event is None:
         return _other(strip_host_tag(rest) if header.tagged else rest, header.facility, header.severity)
-    kind = _EVENTS[" ".join(event.group().rstrip(":").lower().split())]
+    kind = _kind(event.group())
     url, error = _details(kind, rest[event.end():])
     base = max(0, event.start() - _WINDOW)
     before = rest[base:event.start()]
@@ -137,11 +139,17 @@ def parse(datagram: bytes) -> SyslogMessage:
 def _find_event(rest: str) -> re.Match[str] | None:
     """The first event words; the regex runs only from the first place they may be (most lines have none)."""
     low = rest.lower()
-    first = min((i for i in (low.find("resync"), low.find("upgrade")) if i >= 0), default=-1)
+    resync, upgrade = low.find("resync"), low.find("upgrade")
+    first = resync if upgrade < 0 or 0 <= resync < upgrade else upgrade
     if first < 0:
         return None
     # "Requesting " and the like come first; lower() keeps offsets only for ASCII (one letter may become two).
     return _EVENT_WORDS.search(rest, max(0, first - 64) if rest.isascii() else 0)
+
+
+def _kind(words: str) -> Kind:
+    kind = _SPELLINGS.get(words)
+    return kind if kind is not None else _EVENTS[" ".join(words.rstrip(":").lower().split())]
 
 
 def _model(pn: str | None) -> str | None:
@@ -150,13 +158,15 @@ def _model(pn: str | None) -> str | None:
 
 def _details(kind: Kind, rest: str) -> tuple[str | None, str | None]:
     """(url, error) from what follows the event words."""
-    if kind in _REQUESTS or kind in _SUCCESSES:
+    # Identity tests: `kind in {...}` would run Enum.__hash__, which is Python code.
+    success = kind is Kind.RESYNC_SUCCEEDED or kind is Kind.UPGRADE_SUCCEEDED
+    if success or kind is Kind.RESYNC_REQUESTED or kind is Kind.UPGRADE_REQUESTED:
         parts = rest.split(None, 1)
         if not parts:
             return None, None
         url = sanitise(parts[0], MAX_FIELD) or None
         error = None
-        if kind in _SUCCESSES and len(parts) > 1:
+        if success and len(parts) > 1:
             sep = _SEPARATOR.match(parts[1])
             if sep:
                 error = sanitise(parts[1][sep.end():], MAX_FIELD) or None

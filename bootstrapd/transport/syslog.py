@@ -10,7 +10,10 @@ Overload: a full message costs the loop ~100 us (parse, log event, the tracker's
 few thousand datagrams a second fills the socket buffer and the kernel drops at random, the phones' own
 resync lines with the flood. When a wakeup ends with its budget used up (the socket still backlogged), the
 sink sheds for SHED_HOLD seconds: datagrams from senders that hold no lease (`known`) are counted as `shed`
-without being parsed (a few us each), so the floor's phones keep being heard.
+without being parsed (a few us each), so the floor's phones keep being heard. What shedding cannot help
+with is a loop that does not run at all: on a busy box the daemon waited for a CPU for up to 1.2 s
+(`loop.stalled`, bench/bootstorm/RESULTS.md), so the socket's receive buffer (syslog.receive_buffer, 16 MiB
+by default, beyond net.core.rmem_max where CAP_NET_ADMIN allows) holds ~2 s of a 20,000/s flood.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from bootstrapd.transport.dhcp_recv import kernel_udp_drops
 
 RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
 SHED_HOLD = 1.0  # seconds of shedding after a wakeup that left the socket backlogged
-RCVBUF = 4 << 20  # like DHCP's and DNS's: rides out ~0.5 s of a 20,000/s flood (capped at rmem_max)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux socket(7); Python names it only on some builds
 FLUSH_INTERVAL = 1.0
 
 # (receive time as wall-clock seconds, source address, parsed message)
@@ -43,6 +46,20 @@ KnownSource = Callable[[str], bool]
 
 def staging_networks(site: Site) -> list[Any]:
     return [subnet.prefix for subnet in site.dhcp.subnets]
+
+
+def receive_buffer(sock: socket.socket, size: int) -> tuple[int, bool]:
+    """Ask for `size` bytes of receive buffer: SO_RCVBUFFORCE first (needs CAP_NET_ADMIN; goes beyond
+    net.core.rmem_max, like unbound's so-rcvbuf), else SO_RCVBUF (capped there by the kernel). Returns
+    (what the kernel reports, whether the force worked)."""
+    forced = True
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:  # EPERM without the capability: the plain option, logged by the caller when capped
+        forced = False
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), forced
 
 
 class SyslogServer:
@@ -60,6 +77,7 @@ class SyslogServer:
         self._metrics = metrics
         self._log = log if log is not None else structlog.get_logger("bootstrapd.syslog").bind()
         self._bind = bind or (str(site.listen.address), conf.port)
+        self._rcvbuf = conf.receive_buffer
         self._on_message = on_message
         self._known = known
         self._shed_until = 0.0  # clock(): shed while before this
@@ -82,8 +100,7 @@ class SyslogServer:
         self._loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            got, forced = receive_buffer(sock, self._rcvbuf)
             sock.bind(self._bind)
             sock.setblocking(False)
             self._loop.add_reader(sock.fileno(), self._ready, sock)
@@ -93,8 +110,12 @@ class SyslogServer:
         self._sock = sock
         self.address = sock.getsockname()
         self._flusher = self._loop.call_later(FLUSH_INTERVAL, self._flush)
+        self._metrics.syslog_receive_buffer.set(got)
         self._log.info("syslog.started", address=f"{self.address[0]}:{self.address[1]}",
-                       rate_limit=self.admission.rate)
+                       rate_limit=self.admission.rate, receive_buffer=got, receive_buffer_forced=forced)
+        if got < 2 * self._rcvbuf:  # the kernel reports twice what it grants
+            self._log.warning("syslog.receive_buffer_capped", asked=self._rcvbuf, got=got,
+                              hint="grant CAP_NET_ADMIN or raise net.core.rmem_max (systemd/bootstrapd.sysctl)")
 
     async def stop(self) -> None:
         if self._sock is not None:
@@ -129,15 +150,16 @@ class SyslogServer:
             if known is not None and not known(host):
                 self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + 1
                 continue
-            self.handle(data, IPv4Address(host))
+            self.handle(data, IPv4Address(host), host)
         if self._known is not None:  # the budget ran out: probably more queued than we can parse
             self._shed_until = self._clock() + SHED_HOLD
             if not self._shedding:
                 self._shedding = True
                 self._log.info("syslog.shedding", hold=SHED_HOLD)
 
-    def handle(self, data: bytes, source: IPv4Address) -> SyslogMessage | None:
-        """One datagram from `source`: the accepted message, or None when dropped (and counted)."""
+    def handle(self, data: bytes, source: IPv4Address, host: str | None = None) -> SyslogMessage | None:
+        """One datagram from `source` (`host`: its dotted quad when the caller has it; str() of an address
+        costs more than the rest of the log event's fields): the accepted message, or None when dropped."""
         reason = self.admission.admit(self._clock(), source, len(data))
         if reason is not None:
             self._drops[reason] = self._drops.get(reason, 0) + 1
@@ -145,7 +167,7 @@ class SyslogServer:
         msg = parse(data)
         kind = msg.kind.value
         self._messages[kind] = self._messages.get(kind, 0) + 1
-        self._log.info("syslog.message", source=str(source), mac=msg.mac, kind=kind, model=msg.model,
+        self._log.info("syslog.message", source=host or str(source), mac=msg.mac, kind=kind, model=msg.model,
                        url=msg.url, error=msg.error, text=msg.text, severity=msg.severity)
         if self._on_message is not None:
             try:

@@ -65,7 +65,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyslogLab]:
 
 def syslog_site(*extra_subnets: dict[str, Any]) -> dict[str, Any]:
     staging = {"prefix": "198.18.0.0/24", "pools": ["198.18.0.100-198.18.0.199"], "router": "198.18.0.1"}
-    return site_config(syslog={"port": PORT, "rate_limit": RATE}, metrics={"listen": METRICS},
+    # receive_buffer: the default's (16 MiB) backlog would outlast the kernel-drop test's 25,000 datagrams
+    return site_config(syslog={"port": PORT, "rate_limit": RATE, "receive_buffer": 4 << 20}, metrics={"listen": METRICS},
                        logging={"format": "json", "level": "info"}, dhcp__subnets=[staging, *extra_subnets])
 
 
@@ -181,7 +182,7 @@ def test_kernel_receive_drops_are_exported_and_a_backlog_is_shed(env: SyslogLab)
     """A sink that falls behind (here: the daemon stopped) loses datagrams in the kernel; the gauge says how many."""
     assert env.daemon.proc is not None
     env.daemon.proc.send_signal(signal.SIGSTOP)
-    try:  # 25,000 small datagrams (~1 KiB of buffer each) overflow the most we ask for (4 MiB, doubled)
+    try:  # 25,000 small datagrams (~1 KiB of buffer each) overflow what this site asks for (4 MiB, doubled)
         send(env.flooder, *[f"<134>flood {i}".encode() for i in range(25000)])
     finally:
         env.daemon.proc.send_signal(signal.SIGCONT)
