@@ -72,7 +72,7 @@ FLUSH_INTERVAL = 1.0
 # changes (3,000 devices at 3,000 DORA/s) written in one go held the event loop, and with it every DHCP and
 # DNS reply, for tens of milliseconds once a second (bench/dhcp p99).
 FLUSH_SLICE = 128
-MAX_DEVICES = 100_000
+MAX_DEVICES = 50_000  # ~1 KiB each: a flood of made-up MACs stays near 100 MiB of RSS (bench/files/spoof.py)
 HISTORY = 50  # entries kept per device when the site has no `syslog.history`
 _TRACKED: tuple[Stage | Upgrade, ...] = (*Stage, Upgrade.REQUESTED)  # who is in which stage, in entry order
 # Members the DHCP path tests by identity, as module names: `MessageType.OFFER` and the like go through
