@@ -18,7 +18,7 @@ from bootstrapd.dhcp.leases import Lease, LeaseState, effective_state
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
-from bootstrapd.transport.floorpage import PlaceholderReport, ReportProvider
+from bootstrapd.transport.floorpage import Job, PlaceholderReport, ReportProvider
 
 if TYPE_CHECKING:
     from ipaddress import IPv4Address
@@ -92,17 +92,23 @@ class FunnelReport:
         self.service = service
         self.empty = PlaceholderReport(lambda: service.site.site)
 
-    def json(self) -> str:
+    def json(self) -> Job:
         from bootstrapd.floor.report import report_json
 
-        tracker = self.service.devices
-        return report_json(tracker.report(), self.service.site.site) if tracker is not None else self.empty.json()
+        tracker, site = self.service.devices, self.service.site.site
+        if tracker is None:
+            return self.empty.json()
+        build = tracker.report_job()
+        return lambda: report_json(build(), site)
 
-    def csv(self) -> str:
+    def csv(self) -> Job:
         from bootstrapd.floor.report import report_csv
 
         tracker = self.service.devices
-        return report_csv(tracker.report()) if tracker is not None else self.empty.csv()
+        if tracker is None:
+            return self.empty.csv()
+        build = tracker.report_job()
+        return lambda: report_csv(build())
 
 
 class Service:

@@ -338,8 +338,13 @@ class DeviceTracker:
     # -- views --------------------------------------------------------------------------------------------
     def report(self, now: float | None = None) -> Report:
         """The sign-off report of the devices in memory (the live floor page)."""
+        return self.report_job(now)()
+
+    def report_job(self, now: float | None = None) -> Callable[[], Report]:
+        """The report's inputs taken now (immutable states: cheap), built when called, in any thread."""
         now = self._clock() if now is None else now
-        return build_report(self.states(), self.inventory(), now, budgets(self._site().floor.stall_after))
+        states, inventory, limits = self.states(), self.inventory(), budgets(self._site().floor.stall_after)
+        return lambda: build_report(states, inventory, now, limits)
 
     def update_metrics(self, now: float | None = None) -> None:
         """The stage gauges, from `_in_stage` (stalled: the front of each stage's entry order)."""

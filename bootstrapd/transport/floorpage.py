@@ -13,7 +13,9 @@
                         `tick` ({"generated_at"}) once a second so the page can count time in stage
 
 Read-only: any method but GET and HEAD is 405 on every path. The report is built at most once a second
-however many pages and downloads ask (one cached rendering), the event streams are capped in number, in
+however many pages and downloads ask (one cached rendering), in a worker thread from a snapshot the
+provider takes on the event loop (a floor of thousands takes a tenth of a second to build, which DNS, TFTP
+and syslog must not wait for), the event streams are capped in number, in
 lifetime and in how long a write may wait for a slow reader, and every response carries a
 Content-Security-Policy that admits only this origin's own files.
 """
@@ -30,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qs
 
 import structlog
@@ -38,6 +40,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+T = TypeVar("T")
 MAX_CLIENTS = 16  # concurrent /events streams; the next one gets 503 (a page retries by itself)
 STREAM_LIFETIME = 3600.0  # seconds; then the stream ends and EventSource reconnects (frees stuck peers)
 WRITE_TIMEOUT = 10.0  # seconds a stream write may wait for the reader before the stream is dropped
@@ -61,12 +64,17 @@ ASSETS = {  # path -> (file in bootstrapd/floorpage, content type)
 }
 
 
+Job = Callable[[], str]
+
+
 class ReportProvider(Protocol):
-    """The one seam to the funnel: the current report as JSON (report_json's shape) and as CSV."""
+    """The one seam to the funnel: the current report as JSON (report_json's shape) and as CSV. Each is
+    called on the event loop and returns the build, run in a worker thread: the provider takes what it needs
+    from live state there (cheaply, immutable values), and the build reads only that."""
 
-    def json(self) -> str: ...
+    def json(self) -> Job: ...
 
-    def csv(self) -> str: ...
+    def csv(self) -> Job: ...
 
 
 class PlaceholderReport:
@@ -75,15 +83,16 @@ class PlaceholderReport:
     def __init__(self, site: Callable[[], str], wall: Callable[[], float] = time.time) -> None:
         self._site, self._wall = site, wall
 
-    def json(self) -> str:
+    def json(self) -> Job:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._wall()))
         summary: dict[str, Any] = {"expected": None, "seen": 0, "done": 0, "in_progress": 0, "stalled": 0,
                                    "stalled_by_stage": {}, "failed": 0, "missing": 0, "unexpected": None,
                                    "by_stage": {}}
-        return json.dumps({"site": self._site(), "generated_at": at, "summary": summary, "devices": []}, indent=2)
+        text = json.dumps({"site": self._site(), "generated_at": at, "summary": summary, "devices": []}, indent=2)
+        return lambda: text
 
-    def csv(self) -> str:
-        return "mac,serial,model,address,stage,state\n"
+    def csv(self) -> Job:
+        return lambda: "mac,serial,model,address,stage,state\n"
 
 
 @dataclass(frozen=True)
@@ -119,22 +128,32 @@ def render(text: str) -> Rendering:
     return Rendering(text, sse("report", line), sse("tick", tick), fingerprint)
 
 
-class Cached:
+def _text(text: str) -> str:
+    return text
+
+
+class Cached(Generic[T]):
     """A provider's output, rebuilt when older than a tick or BUSY times its last build, whichever is longer:
-    however many readers, and however big the floor, the report takes at most 1/BUSY of the event loop."""
+    however many readers, and however big the floor, the report takes at most 1/BUSY of a core. `snapshot`
+    runs on the loop and returns the build, which runs in a worker thread; one build at a time, shared by
+    every reader waiting for it."""
 
-    def __init__(self, build: Callable[[], str], tick: float, clock: Callable[[], float]) -> None:
-        self._build, self._tick, self._clock = build, tick, clock
-        self._value: str | None = None
+    def __init__(self, snapshot: Callable[[], Callable[[], T]], tick: float, clock: Callable[[], float]) -> None:
+        self._snapshot, self._tick, self._clock = snapshot, tick, clock
+        self._value: T | None = None
         self._expires = 0.0
+        self._lock = asyncio.Lock()
 
-    def get(self) -> str:
-        now = self._clock()
-        if self._value is None or now >= self._expires:
-            self._value = self._build()
-            took = self._clock() - now
-            self._expires = now + max(self._tick, BUSY * took)
-        return self._value
+    async def get(self) -> T:
+        if self._value is not None and self._clock() < self._expires:
+            return self._value
+        async with self._lock:
+            now = self._clock()
+            if self._value is None or now >= self._expires:
+                self._value = await asyncio.to_thread(self._snapshot())
+                took = self._clock() - now
+                self._expires = now + max(self._tick, BUSY * took)
+            return self._value
 
 
 def metrics_response(registry: CollectorRegistry, request: web.Request) -> web.Response:
@@ -173,9 +192,8 @@ class FloorPage:
         self._write_timeout = write_timeout
         self._assets = {path: (resources.files("bootstrapd").joinpath("floorpage", name).read_bytes(), ctype)
                         for path, (name, ctype) in ASSETS.items()}
-        self._json_text = Cached(lambda: self._provide(report.json), tick, clock)
-        self._csv_text = Cached(lambda: self._provide(report.csv), tick, clock)
-        self._rendered: Rendering | None = None
+        self._rendering = Cached(lambda: self._provide(report.json, render), tick, clock)
+        self._csv_text: Cached[str] = Cached(lambda: self._provide(report.csv, _text), tick, clock)
         self._streams = 0  # open /events streams
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -240,11 +258,12 @@ class FloorPage:
         return web.Response(body=body, content_type=ctype, charset="utf-8", headers={"Cache-Control": "no-cache"})
 
     async def _json(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._json_text.get(), content_type="application/json",
-                            headers={"Cache-Control": "no-store"})
+        rendering = await self._provided(self._rendering)
+        return web.Response(text=rendering.json, content_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def _csv(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._csv_text.get(), content_type="text/csv", headers={
+        text = await self._provided(self._csv_text)
+        return web.Response(text=text, content_type="text/csv", headers={
             "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{self._download}"'})
 
     async def _sites_json(self, request: web.Request) -> web.Response:
@@ -263,17 +282,16 @@ class FloorPage:
                 cached = self._sites_cache = (self._clock() + max(SITES_TTL, BUSY * took), text)
         return web.Response(text=cached[1], content_type="application/json", headers={"Cache-Control": "no-store"})
 
-    def _rendering(self) -> Rendering:
-        """The event forms of the cached report JSON (made once per build of it)."""
-        text = self._json_text.get()
-        if self._rendered is None or self._rendered.json is not text:
-            self._rendered = render(text)
-        return self._rendered
+    @staticmethod
+    def _provide(snapshot: Callable[[], Job], then: Callable[[str], T]) -> Callable[[], T]:
+        """On the loop: the provider's snapshot; the returned build (thread) makes its text and then `then`."""
+        job = snapshot()
+        return lambda: then(job())
 
-    def _provide(self, build: Callable[[], str]) -> str:
-        """The provider's output; its failure is a 503 (and one log event), never a crash."""
+    async def _provided(self, cached: Cached[T]) -> T:
+        """The cached output; the provider's failure (snapshot or build) is a 503 and one log event."""
         try:
-            return build()
+            return await cached.get()
         except Exception as e:  # the provider is the funnel's code: report it, keep serving the rest
             self._log.error("floorpage.report_failed", error=f"{type(e).__name__}: {e}")
             raise web.HTTPServiceUnavailable(text="report unavailable\n", headers={"Retry-After": "2"}) from e
@@ -303,7 +321,7 @@ class FloorPage:
         sent: str | None = None
         await asyncio.wait_for(response.write(f"retry: {RETRY_MS}\n\n".encode()), self._write_timeout)
         while not self._closing.is_set() and self._clock() < ends:
-            r = self._rendering()
+            r = await self._provided(self._rendering)
             await asyncio.wait_for(response.write(r.event if r.fingerprint != sent else r.tick), self._write_timeout)
             sent = r.fingerprint
             with contextlib.suppress(TimeoutError):

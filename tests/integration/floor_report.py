@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 HOSTILE = "<script>alert(1)</script>"
@@ -51,7 +52,7 @@ def sample() -> dict[str, Any]:
 
 
 class TestReport:
-    """The provider seam (json() and csv()) over a document the test may change at any time."""
+    """The provider seam (json() and csv(), each returning its build) over a document the test may change at any time."""
 
     __test__ = False  # not a pytest class
 
@@ -60,20 +61,23 @@ class TestReport:
         self.calls = 0
         self.fail = False
 
-    def json(self) -> str:
+    def json(self) -> Callable[[], str]:
+        """The snapshot (on the loop) is the document as it is now; the build (a worker thread) its text."""
         self.calls += 1
         if self.fail:
             raise RuntimeError("funnel broke")
-        return json.dumps(self.doc, indent=2) + "\n"
+        text = json.dumps(self.doc, indent=2) + "\n"
+        return lambda: text
 
-    def csv(self) -> str:
+    def csv(self) -> Callable[[], str]:
         if self.fail:
             raise RuntimeError("funnel broke")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows([row.get(c) or "" for c in COLUMNS] for row in self.doc["devices"])
-        return out.getvalue()
+        text = out.getvalue()
+        return lambda: text
 
     def edit(self) -> dict[str, Any]:
         """A copy to change and assign back to `doc` (so a half-edited document is never served)."""

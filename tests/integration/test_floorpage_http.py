@@ -104,7 +104,7 @@ def test_report_downloads_and_security_headers() -> None:
         async with http.get(url + "/report.csv") as r:
             assert r.status == 200 and r.headers["Content-Type"] == "text/csv; charset=utf-8"
             assert r.headers["Content-Disposition"] == 'attachment; filename="lab_floor_.._x.csv"'
-            assert await r.text() == report.csv()
+            assert await r.text() == report.csv()()
         for path, ctype in [("/", "text/html"), ("/floor.js", "text/javascript"), ("/floor.css", "text/css")]:
             async with http.get(url + path) as r:
                 assert r.status == 200 and r.headers["Content-Type"] == f"{ctype}; charset=utf-8", path
@@ -218,7 +218,7 @@ def test_a_failing_provider_is_503_and_metrics_keep_serving() -> None:
 
 
 def test_placeholder_report_has_the_report_shape() -> None:
-    doc = json.loads(PlaceholderReport(lambda: "lab", wall=lambda: 1_764_583_200.0).json())
+    doc = json.loads(PlaceholderReport(lambda: "lab", wall=lambda: 1_764_583_200.0).json()())
     assert doc == {"site": "lab", "generated_at": "2025-12-01T10:00:00Z", "devices": [], "summary": {
         "expected": None, "seen": 0, "done": 0, "in_progress": 0, "stalled": 0, "stalled_by_stage": {},
         "failed": 0, "missing": 0, "unexpected": None, "by_stage": {}}}
@@ -231,12 +231,13 @@ class Growing:
         self.calls = 0
         self.rows = [{"mac": f"00:56:2b:00:{i >> 8:02x}:{i & 255:02x}", "model": "x" * 200} for i in range(2000)]
 
-    def json(self) -> str:
+    def json(self) -> Callable[[], str]:
         self.calls += 1
-        return json.dumps({"generated_at": None, "site": str(self.calls), "devices": self.rows})
+        site, rows = str(self.calls), self.rows
+        return lambda: json.dumps({"generated_at": None, "site": site, "devices": rows})
 
-    def csv(self) -> str:
-        return ""
+    def csv(self) -> Callable[[], str]:
+        return lambda: ""
 
 
 def test_a_reader_that_stops_reading_is_dropped() -> None:
