@@ -2,7 +2,7 @@
 a syslog flood.
 
     python bench/bootstorm/whole.py [--phones 1000] [--spread 1] [--runs 3] [--floods 0,20000,40000]
-                                    [--sources 500] [--flood-seconds 10] [--sims 2] [--workers 32]
+                                    [--sources 500] [--flood-seconds 10] [--sims 2] [--workers 32] [--dhcp-workers 0]
                                     [--json out.json]
 
 As root (network namespaces). Per run: a fresh lab with the demo's floor (`bootstrapd.lab.demo.demo_site`:
@@ -102,10 +102,10 @@ def write_inventory(path: Path, phones: int) -> None:
             w.writerow([p.mac, p.serial, f"{rng.getrandbits(96):024x}", f"desk {i + 1}"])
 
 
-def floor_site(floor: Floor, work: Path, phones: int) -> dict[str, Any]:
+def floor_site(floor: Floor, work: Path, phones: int, dhcp_workers: int = 0) -> dict[str, Any]:
     site = demo_site(EXAMPLE, work, phones, floor.cert)
     write_inventory(Path(site["files"]["inventory"]), phones)
-    site["dhcp"] = {"rogue_check_wait": 0, "subnets": [
+    site["dhcp"] = {"rogue_check_wait": 0, "workers": dhcp_workers, "subnets": [
         {"prefix": f"198.18.0.0/{PREFIX}", "pools": [POOL], "router": SERVER_ADDRESS}]}
     return site
 
@@ -249,10 +249,10 @@ def simulate(floor: Floor, phones: int, spread: float, sims: int, workers: int) 
 
 
 def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_seconds: float,
-             sims: int = 2, workers: int = 32) -> Result:
+             sims: int = 2, workers: int = 32, dhcp_workers: int = 0) -> Result:
     with tempfile.TemporaryDirectory(prefix="bootstrapd-whole-") as tmp, Lab() as lab:
         floor = Floor(lab, Path(tmp), prefixlen=PREFIX)
-        daemon = floor.start_daemon(floor_site(floor, Path(tmp), phones))
+        daemon = floor.start_daemon(floor_site(floor, Path(tmp), phones, dhcp_workers))
         floor.start_prov(binds=(REMOTE,), tftp=(), bootstrap=PROVIDER)
         macs = {p.mac for p in make_phones(phones, 0, MODELS, DEMO_OUIS)}
         assert daemon.proc is not None
@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sims", type=int, default=2, help="simulator processes sharing the phones (default 2: "
                    "one process is one core at most, this box has two)")
     p.add_argument("--workers", type=int, default=32, help="each simulator's provisioning threads")
+    p.add_argument("--dhcp-workers", type=int, default=0, help="the daemon's dhcp.workers")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     ok, reason = lab_available()
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             for _attempt in range(3):  # on a loaded box the daemon may miss the lab's 15 s start-up budget
                 try:
                     r = run_once(args.phones, args.spread, rate, args.sources, args.flood_seconds, args.sims,
-                                 args.workers)
+                                 args.workers, args.dhcp_workers)
                     break
                 except AssertionError as e:
                     print(f"run failed to start ({str(e).splitlines()[0]}); again", file=sys.stderr)
