@@ -34,6 +34,10 @@ from bootstrapd.syslog import MAX_DATAGRAM, Admission, DropReason, Kind, SyslogM
 from bootstrapd.transport.dhcp_recv import kernel_udp_drops
 
 RECV_BUDGET = 256  # datagrams handled per wakeup before yielding to DHCP and DNS
+# A shed datagram costs ~2 us against ~55 us parsed and logged: it takes 1/SHED_WEIGHT of the budget. With a
+# whole budget per wakeup, a loop busy elsewhere (TLS handshakes of a storm) drained 256 per turn, less than
+# a 20,000/s flood brings, and the kernel dropped the rest (bench/bootstorm/RESULTS.md, 30,000 per run).
+SHED_WEIGHT = 16
 SHED_HOLD = 1.0  # seconds of shedding after a wakeup that left the socket backlogged
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux socket(7); Python names it only on some builds
 FLUSH_INTERVAL = 1.0
@@ -139,18 +143,25 @@ class SyslogServer:
         if self._shedding and not shed:
             self._shedding = False
             self._log.info("syslog.shedding_ended")
-        for _ in range(RECV_BUDGET):
-            try:
-                data, (host, _port) = sock.recvfrom(MAX_DATAGRAM + 1)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:  # e.g. ICMP errors queued on the socket: never fatal to the sink
-                self._log.debug("syslog.receive_failed", error=str(e))
-                return
-            if known is not None and not known(host):
-                self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + 1
-                continue
-            self.handle(data, IPv4Address(host), host)
+        budget, shed_count = RECV_BUDGET * SHED_WEIGHT, 0
+        try:
+            while budget > 0:
+                try:
+                    data, (host, _port) = sock.recvfrom(MAX_DATAGRAM + 1)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:  # e.g. ICMP errors queued on the socket: never fatal to the sink
+                    self._log.debug("syslog.receive_failed", error=str(e))
+                    return
+                if known is not None and not known(host):
+                    shed_count += 1
+                    budget -= 1
+                    continue
+                budget -= SHED_WEIGHT
+                self.handle(data, IPv4Address(host), host)
+        finally:
+            if shed_count:
+                self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + shed_count
         if self._known is not None:  # the budget ran out: probably more queued than we can parse
             self._shed_until = self._clock() + SHED_HOLD
             if not self._shedding:
