@@ -6,9 +6,11 @@ export PATH := $(PATH):/usr/sbin:/sbin
 
 .PHONY: setup deps demo test lint unit bench clean
 
+# pip -qq: errors only (a machine's pip.conf may name index directories it lacks: a warning per package).
+# The venv's own pip (23.2 with Python 3.11) installs editable projects; it is not upgraded.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -qq -e '.[test]'
 	touch $@
 
 deps:
