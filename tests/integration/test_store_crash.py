@@ -90,23 +90,28 @@ def writer(tmp_path: Path) -> Iterator[Writer]:
 
 def read_until(proc: subprocess.Popen[str], word: str, at_least: int = 0, timeout: float = 90) -> int:
     """Read the child's reports until `word n` with n >= at_least; returns the last flushed count seen.
-    The timeout is generous: ten fsyncs on a disk shared with other heavy writers took over 30 s here."""
+    The timeout is generous: ten fsyncs on a disk shared with other heavy writers took over 30 s here.
+    Raw reads of the pipe: a buffered readline takes every queued line at once, and the next select would
+    then wait for the child's next line (60 s later, after it went on flushing: CI saw 20 leases too many)."""
     assert proc.stdout is not None
-    flushed = 0
+    fd = proc.stdout.fileno()
+    flushed, pending = 0, b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if not sel.select(timeout=deadline - time.monotonic()):
                 break
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            what, _, count = line.partition(" ")
-            if what == "FLUSHED":
-                flushed = int(count)
-            if what == word and int(count) >= at_least:
-                return flushed
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                what, _, count = line.decode().partition(" ")
+                if what == "FLUSHED":
+                    flushed = int(count)
+                if what == word and int(count) >= at_least:
+                    return flushed
     raise AssertionError(f"writer never reported {word} {at_least} (exit code {proc.poll()})")
 
 
