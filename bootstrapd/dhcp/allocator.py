@@ -80,6 +80,23 @@ class Allocator:
             or (lease.client_id == client_id and lease.state is not LeaseState.DECLINED)
         )
 
+    def pick(self, client_id: bytes, requested: IPv4Address | None, now: float) -> IPv4Address | None:
+        """The first of propose()'s candidates that is available(): the address to offer, or None. The two
+        common cases (the client's own address; a new client's next unrecorded one) skip the generators;
+        tests/unit/test_engine_pool.py checks that the answer is propose()'s in every case."""
+        own = self._store.get_by_client(client_id)
+        if own is not None and own.subnet == self.subnet and self.usable(own.address):
+            if self.available(own.address, client_id, now):
+                return own.address
+        elif requested is None:
+            self._advance()  # _unrecorded()'s first candidate, which is always available
+            if self._pool < len(self._ranges):
+                return IPv4Address(self._next)
+        for candidate in self.propose(client_id, requested, now):
+            if self.available(candidate, client_id, now):
+                return candidate
+        return None
+
     def propose(self, client_id: bytes, requested: IPv4Address | None, now: float) -> Iterator[IPv4Address]:
         """Candidates for the client, best first, each once. Lazy: take the first the engine accepts."""
         seen: set[int] = set()

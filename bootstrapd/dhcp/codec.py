@@ -227,10 +227,6 @@ def reply_size_limit(request: Message) -> int:
 # -- parse -------------------------------------------------------------------------------------------
 
 
-def _addr(value: int) -> IPv4Address:
-    return _ZERO if value == 0 else IPv4Address(value)
-
-
 def parse(data: bytes | bytearray | memoryview) -> Message:
     """Decode one DHCP message; ParseError (with the byte offset) for anything malformed."""
     if not isinstance(data, bytes):
@@ -250,12 +246,54 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
     if overload & 2:
         _scan(data, *_SNAME, found, main=False)
         sname = b""
+    chaddr = chaddr[:hlen]
     msg = Message(
-        op, htype, hlen, hops, xid, secs, flags, _addr(ci), _addr(yi), _addr(si), _addr(gi),
-        chaddr[:hlen], sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
+        op, htype, hlen, hops, xid, secs, flags,
+        _ZERO if ci == 0 else _address_of(ci), _ZERO if yi == 0 else _address_of(yi),
+        _ZERO if si == 0 else _address_of(si), _ZERO if gi == 0 else _address_of(gi),
+        chaddr, sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
     )  # fmt: skip
-    msg.__dict__["_index"] = found
+    _derive(msg.__dict__, found, chaddr)
     return msg
+
+
+def _derive(fields: dict[str, Any], found: dict[int, bytes], chaddr: bytes) -> None:
+    """The derived values Message computes on first access (_once), computed here in one go: every packet the
+    engine serves asks all of them, and one pass over the option dict costs less than seven descriptors.
+    Same values as the properties (a unit test compares them)."""
+    fields["_index"] = found
+    get = found.get
+    value = get(53)
+    fields["msg_type"] = _MESSAGE_TYPES.get(value[0]) if value is not None and len(value) == 1 else None
+    value = get(50)
+    fields["requested_ip"] = _address_of(value) if value is not None and len(value) == 4 else None
+    value = get(54)
+    fields["server_id"] = _address_of(value) if value is not None and len(value) == 4 else None
+    fields["client_id"] = get(61)
+    value = get(60)
+    fields["vendor_class"] = None if value is None else _nvt_text(value)
+    value = get(12)
+    fields["hostname"] = None if value is None else _nvt_text(value)
+    fields["chaddr_mac"] = chaddr.hex(":")
+
+
+def _nvt_text(value: bytes) -> str:
+    # RFC 2132 2: receivers must delete trailing NULs from NVT ASCII options.
+    return value.rstrip(b"\0").decode("latin-1")
+
+
+# Relays, servers and the addresses of one floor recur in every packet: one IPv4Address per value, bounded.
+_ADDRESSES: dict[int | bytes, IPv4Address] = {}
+_ADDRESS_CACHE = 4096
+
+
+def _address_of(value: int | bytes) -> IPv4Address:
+    address = _ADDRESSES.get(value)
+    if address is None:
+        if len(_ADDRESSES) >= _ADDRESS_CACHE:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[value] = IPv4Address(value)
+    return address
 
 
 def _scan(data: bytes, pos: int, end: int, found: dict[int, bytes], *, main: bool) -> int:

@@ -41,23 +41,17 @@ Handler = Callable[[SitePlan, Message, Rx, float], Outcome]
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who sent a message, as the config sees it."""
+    """Who sent a message, as the config sees it. The derived fields are computed once per packet in
+    _client (the engine asks each of them several times)."""
 
     identity: bytes  # leases.client_identity: option 61, else htype + chaddr
     mac: str  # chaddr in the config's MAC form
     subnet: SubnetPlan
     reservation: Reservation | None  # the device's reservation, if any (in any subnet)
     device_class: DeviceClass | None
-
-    @property
-    def class_name(self) -> str | None:
-        return self.device_class.name if self.device_class is not None else None
-
-    @property
-    def reserved_here(self) -> IPv4Address | None:
-        """The reserved address, when it is in the subnet the client is on."""
-        r = self.reservation
-        return r.address if r is not None and self.subnet.contains(r.address) else None
+    class_name: str | None  # device_class.name
+    hostname: str | None  # the reservation's host name: option 12 of the replies, the lease's name
+    reserved_here: IPv4Address | None  # the reserved address, when it is in the subnet the client is on
 
 
 class Engine:
@@ -111,7 +105,7 @@ class Engine:
         # A client that still holds a bound lease on the address keeps it as it is; otherwise hold.
         if lease is None or not _is_client(lease, client) or not _bound_until(lease, hold_until):
             lease = self._lease(client, msg, address, LeaseState.OFFERED, hold_until, prior, now)
-            self._store.put(lease, force=address == client.reserved_here)
+            self._store.put(lease, force=client.reserved_here is not None and address == client.reserved_here)
         return self._offer_or_ack(plan, msg, MessageType.OFFER, client, lease, prior is None)
 
     def process_request(self, plan: SitePlan, msg: Message, rx: Rx, now: float) -> Outcome:
@@ -167,7 +161,7 @@ class Engine:
         client = _client(plan, msg, rx, use_ciaddr=True)
         if isinstance(client, Drop):
             return client
-        body = reply.body_for(client.subnet.options[client.class_name], _hostname(client))
+        body = reply.body_for(client.subnet.options[client.class_name], client.hostname)
         message = reply.inform_message(plan, msg, body)
         dest = reply.destination(plan, msg, MessageType.ACK, ZERO)
         if msg.giaddr == ZERO and msg.ciaddr == ZERO and rx.src_ip != ZERO:
@@ -218,15 +212,11 @@ class Engine:
 
     def _pick(self, client: Client, msg: Message, now: float) -> IPv4Address | None:
         """The allocator's first proposal that is still available (RFC 2131 4.3.1 preferences)."""
-        allocator = client.subnet.allocator
-        for candidate in allocator.propose(client.identity, msg.requested_ip, now):
-            if allocator.available(candidate, client.identity, now):
-                return candidate
-        return None
+        return client.subnet.allocator.pick(client.identity, msg.requested_ip, now)
 
     def _owns(self, client: Client, address: IPv4Address) -> bool:
         """The address is reserved for the client, or the store's record of it is the client's."""
-        if address == client.reserved_here:
+        if client.reserved_here is not None and address == client.reserved_here:
             return True
         return _is_client(self._store.get_by_address(address), client)
 
@@ -266,7 +256,7 @@ class Engine:
             expires=expires,
             first_seen=prior.first_seen if prior is not None else now,
             updated=now,
-            hostname=_hostname(client) or msg.hostname,
+            hostname=client.hostname or msg.hostname,
             vendor_class=msg.vendor_class,
             device_class=client.class_name,
         )
@@ -276,13 +266,13 @@ class Engine:
         prior = self._store.get_by_client(client.identity)
         expires = now + plan.dhcp.lease_time
         lease = self._lease(client, msg, address, LeaseState.BOUND, expires, prior, now)
-        self._store.put(lease, force=address == client.reserved_here)
+        self._store.put(lease, force=client.reserved_here is not None and address == client.reserved_here)
         return self._offer_or_ack(plan, msg, MessageType.ACK, client, lease, prior is None)
 
     def _offer_or_ack(
         self, plan: SitePlan, msg: Message, msg_type: MessageType, client: Client, lease: Lease, new: bool
     ) -> Reply:
-        body = reply.body_for(client.subnet.options[client.class_name], _hostname(client))
+        body = reply.body_for(client.subnet.options[client.class_name], client.hostname)
         dest = reply.destination(plan, msg, msg_type, lease.address)
         return reply.lease_reply(
             plan, msg, msg_type, lease.address, body, dest,
@@ -367,7 +357,14 @@ def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client
     device_class = plan.device_class(msg, reservation)
     if device_class is None and reservation is None and plan.dhcp.unknown_devices is UnknownDevices.IGNORE:
         return Drop(DropReason.UNKNOWN_DEVICE, f"no class matched vendor class {msg.vendor_class!r}")
-    return Client(_identity(msg), msg.chaddr_mac, subnet, reservation, device_class)
+    if reservation is None:
+        hostname = reserved_here = None
+    else:
+        hostname = reservation.hostname
+        reserved_here = reservation.address if subnet.contains(reservation.address) else None
+    class_name = device_class.name if device_class is not None else None
+    return Client(_identity(msg), msg.chaddr_mac, subnet, reservation, device_class, class_name, hostname,
+                  reserved_here)  # fmt: skip
 
 
 def _is_client(lease: Lease | None, client: Client) -> bool:
@@ -379,5 +376,3 @@ def _bound_until(lease: Lease, when: float) -> bool:
     return lease.state is LeaseState.BOUND and lease.expires >= when
 
 
-def _hostname(client: Client) -> str | None:
-    return client.reservation.hostname if client.reservation is not None else None

@@ -120,7 +120,8 @@ class SitePlan:
         self.server_port = site.listen.dhcp_port
         self.client_port = site.listen.dhcp_port + 1
         # RFC 2132 9.2, 9.11, 9.12: the lease time and T1 = 50 %, T2 = 87.5 % of it (RFC 2131 4.4.5).
-        self.reply_heads: dict[int, bytes] = {}  # per message type: options 53, 54, 51, 58, 59 encoded (reply.py)
+        # per message type: options 53, 54, 51, 58, 59 encoded and as (code, value) (reply.py)
+        self.reply_heads: dict[int, tuple[bytes, OptionList]] = {}
         self.lease_times: OptionList = (
             (int(OptionCode.LEASE_TIME), encode_u32(dhcp.lease_time)),
             (int(OptionCode.RENEWAL_TIME), encode_u32(dhcp.lease_time // 2)),

@@ -11,7 +11,6 @@ Not thread-safe: call it from the event loop thread that serves DNS.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -40,7 +39,7 @@ def lease_name(hostname: str | None, chaddr: str) -> str:
     """
     if hostname and host_label(hostname) is not None:
         return hostname.rstrip("\x00").strip()
-    return "SEP" + "".join(ch for ch in chaddr if ch.isalnum()).upper()
+    return "SEP" + "".join(filter(str.isalnum, chaddr)).upper()
 
 
 class LeaseTable:
@@ -49,7 +48,8 @@ class LeaseTable:
     def __init__(self) -> None:
         self.by_label: dict[bytes, IPv4Address] = {}
         self.by_address: dict[IPv4Address, bytes] = {}
-        self._prefixes: Counter[tuple[int, ...]] = Counter()
+        # Leased addresses per leading one, two and three octets (bytes keys: built by slicing, no tuples).
+        self._prefixes: dict[bytes, int] = {}
         self.on_change: ChangeListener | None = None
 
     def __len__(self) -> int:
@@ -80,7 +80,7 @@ class LeaseTable:
 
     def has_prefix(self, octets: tuple[int, ...]) -> bool:
         """True when some leased address starts with these octets (an empty non-terminal in in-addr.arpa)."""
-        return self._prefixes[octets] > 0
+        return bytes(octets) in self._prefixes
 
     def _drop(self, label: bytes, address: IPv4Address) -> None:
         del self.by_label[label]
@@ -89,11 +89,14 @@ class LeaseTable:
         self._changed(label, address)
 
     def _count(self, address: IPv4Address, delta: int) -> None:
-        packed = tuple(address.packed)
-        for n in range(1, 4):
-            self._prefixes[packed[:n]] += delta
-            if self._prefixes[packed[:n]] <= 0:
-                del self._prefixes[packed[:n]]
+        packed = address.packed
+        prefixes = self._prefixes
+        for key in (packed[:1], packed[:2], packed[:3]):
+            count = prefixes.get(key, 0) + delta
+            if count > 0:
+                prefixes[key] = count
+            else:
+                prefixes.pop(key, None)
 
     def _changed(self, label: bytes, address: IPv4Address) -> None:
         if self.on_change is not None:
