@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from bootstrapd.config.model import Dhcp
 from bootstrapd.config.types import AddressRange
+from bootstrapd.dhcp.codec import address_int
 from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseView
 from bootstrapd.dhcp.shard import WHOLE, Shard
 
@@ -60,7 +61,7 @@ class Allocator:
 
     def usable(self, address: IPv4Address) -> bool:
         """In one of the pools and neither reserved, the server's, nor the network or broadcast address."""
-        a = int(address)
+        a = address_int(address)
         if a in self._excluded or (self._shard is not None and not self._shard.owns_address(a)):
             return False
         for first, last in self._ranges:  # noqa: SIM110 (a loop, not any(<generator>): twice per DISCOVER)

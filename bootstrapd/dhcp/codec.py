@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ MAX_REPLY_SIZE = 1500 - IP_UDP_OVERHEAD  # never beyond an Ethernet MTU: we do n
 BROADCAST_FLAG = 0x8000  # RFC 2131 2, figure 2
 
 _ZERO = IPv4Address(0)
+# int(address) without a Python frame: IPv4Address.__int__ is Python code returning its `_ip` slot, and the
+# packet path converts a dozen addresses per DORA (store keys, subnet tests, headers). A unit test checks it.
+address_int: Callable[[IPv4Address], int] = operator.attrgetter("_ip")
 _setattr = object.__setattr__
 _END = b"\xff"
 _OVERLOAD = int(OptionCode.OVERLOAD)  # plain ints: IntEnum comparisons are slow on the hot path
@@ -218,10 +222,11 @@ class Message:
 def reply_size_limit(request: Message) -> int:
     """Largest reply (DHCP message bytes) the client accepts. Option 57 counts the IP and UDP headers,
     as ISC dhcpd and udhcpc read it; values under its legal minimum of 576 are ignored (RFC 2132 9.10)."""
-    mms = request.max_message_size
-    if mms is None or mms < 576:
+    value = request.get(OptionCode.MAX_MESSAGE_SIZE)  # Message.max_message_size, one call less per reply
+    if value is None or len(value) != 2:
         return DEFAULT_MAX_SIZE
-    return min(mms, 1500) - IP_UDP_OVERHEAD
+    mms = int.from_bytes(value, "big")
+    return DEFAULT_MAX_SIZE if mms < 576 else min(mms, 1500) - IP_UDP_OVERHEAD
 
 
 # -- parse -------------------------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def encode_header(msg: Message) -> bytearray:
     try:
         _HEADER.pack_into(
             buf, 0, msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-            int(msg.ciaddr), int(msg.yiaddr), int(msg.siaddr), int(msg.giaddr),
+            address_int(msg.ciaddr), address_int(msg.yiaddr), address_int(msg.siaddr), address_int(msg.giaddr),
             msg.chaddr, msg.sname, msg.file, MAGIC_COOKIE,
         )  # fmt: skip
     except struct.error as e:

@@ -272,7 +272,8 @@ class Engine:
     def _offer_or_ack(
         self, plan: SitePlan, msg: Message, msg_type: MessageType, client: Client, lease: Lease, new: bool
     ) -> Reply:
-        body = reply.body_for(client.subnet.options[client.class_name], client.hostname)
+        options = client.subnet.options[client.class_name]
+        body = options if client.hostname is None else reply.body_for(options, client.hostname)
         dest = reply.destination(plan, msg, msg_type, lease.address)
         return reply.lease_reply(
             plan, msg, msg_type, lease.address, body, dest,
@@ -353,8 +354,9 @@ def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client
     subnet = plan.subnet_of(selector)
     if subnet is None:
         return Drop(DropReason.NO_SUBNET, f"no subnet for {selector}")
-    reservation = plan.reservation(msg)
-    device_class = plan.device_class(msg, reservation)
+    reservation = plan.reservation(msg) if plan.reservations else None
+    # Without classes and a reservation nothing can match (the common lab case): skip the classifier.
+    device_class = plan.device_class(msg, reservation) if plan.has_classes or reservation is not None else None
     if device_class is None and reservation is None and plan.dhcp.unknown_devices is UnknownDevices.IGNORE:
         return Drop(DropReason.UNKNOWN_DEVICE, f"no class matched vendor class {msg.vendor_class!r}")
     if reservation is None:
@@ -363,7 +365,8 @@ def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client
         hostname = reservation.hostname
         reserved_here = reservation.address if subnet.contains(reservation.address) else None
     class_name = device_class.name if device_class is not None else None
-    return Client(_identity(msg), msg.chaddr_mac, subnet, reservation, device_class, class_name, hostname,
+    identity = client_identity(msg.client_id, msg.htype, msg.chaddr)
+    return Client(identity, msg.chaddr_mac, subnet, reservation, device_class, class_name, hostname,
                   reserved_here)  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 from bootstrapd.config.model import DeviceClass, Options, RawOption, Reservation, Site, Subnet
 from bootstrapd.dhcp.allocator import Allocator, build_allocators
 from bootstrapd.dhcp.classify import Classifier
-from bootstrapd.dhcp.codec import Message, encode_options_into
+from bootstrapd.dhcp.codec import Message, address_int, encode_options_into
 from bootstrapd.dhcp.leases import LeaseView
 from bootstrapd.dhcp.options import (
     PROVISIONING_CODES,
@@ -106,7 +106,7 @@ class SubnetPlan:
         self.options = options  # by class name (None: no class matched)
 
     def contains(self, address: IPv4Address) -> bool:
-        return int(address) & self.netmask == self.network
+        return address_int(address) & self.netmask == self.network
 
 
 class SitePlan:
@@ -128,6 +128,7 @@ class SitePlan:
             (int(OptionCode.REBINDING_TIME), encode_u32(dhcp.lease_time * 7 // 8)),
         )
         self.classifier = Classifier(dhcp.classes)
+        self.has_classes = bool(dhcp.classes)
         self.reservations = {r.mac: r for r in dhcp.reservations}
         allocators = build_allocators(dhcp, site.listen.address, store, shard)
         self.subnets = tuple(SubnetPlan(s, allocators[str(s.prefix)], _subnet_options(site, s)) for s in dhcp.subnets)

@@ -116,7 +116,7 @@ def lease_reply(
     relay = get(_RELAY) if request.giaddr != ZERO else None
     dropped: list[int] = []
     kept_relay, budget = reserve_relay(relay, max_size, dropped)
-    fixed, fixed_options = _reply_head(plan, msg_type)  # 53, 54, 51, 58, 59: the same in every reply
+    fixed, fixed_options = plan.reply_heads.get(msg_type) or _reply_head(plan, msg_type)  # 53, 54, 51, 58, 59
     head = ((_CLIENT_ID, client_id),) if client_id is not None else ()
     tail = ((_RELAY, relay),) if relay is not None else ()
     ciaddr = request.ciaddr if msg_type is MessageType.ACK else ZERO  # an OFFER never carries ciaddr

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address
 
+from bootstrapd.dhcp.codec import address_int
 from bootstrapd.dhcp.leases import ANONYMOUS, NO_LOST, Lease, LeaseConflict, LeaseState, effective_state
 
 # Rebuild a subnet's expiry heap when stale entries outnumber live records by this factor (amortised O(1)).
@@ -44,7 +45,7 @@ class LeaseIndex:
         return len(self._leases)
 
     def get_by_address(self, address: IPv4Address) -> Lease | None:
-        return self._leases.get(int(address))
+        return self._leases.get(address_int(address))
 
     def get_by_client(self, client_id: bytes) -> Lease | None:
         key = self._clients.get(client_id)
@@ -52,7 +53,7 @@ class LeaseIndex:
 
     def plan_put(self, lease: Lease, force: bool) -> list[Lease]:
         """The records to write, in order, for put(lease); raises LeaseConflict. Changes nothing."""
-        key = int(lease.address)
+        key = address_int(lease.address)
         old = self._leases.get(key)
         if not force and old is not None and old.client_id != lease.client_id and not old.is_free(lease.updated):
             raise LeaseConflict(f"{lease.address} is still held by another client until {old.expires}")
@@ -75,7 +76,7 @@ class LeaseIndex:
 
     def apply(self, lease: Lease) -> None:
         """Store one record as planned by plan_put (no checks)."""
-        key = int(lease.address)
+        key = address_int(lease.address)
         if key in self._leases:
             self._unlink(key)
         self._leases[key] = lease

@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from bootstrapd.dhcp.codec import address_int
 from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
 from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
@@ -154,7 +155,7 @@ class SqliteLeaseStore(IndexedReads):
 
 def _params(lease: Lease) -> tuple[object, ...]:
     return (
-        int(lease.address),
+        address_int(lease.address),
         lease.client_id,
         lease.chaddr,
         lease.state._value_,  # .value is a Python-level property in 3.11; _value_ is the member's own attribute

@@ -277,7 +277,11 @@ class DhcpServer:
         if child is None:
             label = _LABEL[mtype] if mtype else "none"
             child = self._received[mtype] = self._counter(self.metrics.dhcp_received, label)
-        self._tally(child)
+        batch = self._batch
+        if batch is None:
+            child.inc()
+        else:  # _tally(child), inline: once per packet
+            batch[child] = batch.get(child, 0) + 1
         if self._store_down and mtype is MessageType.DISCOVER:  # no new address without the shared store
             self._drop(DropReason.STORE_DOWN, ifname=ifname, xid=msg.xid, chaddr=msg.chaddr_mac)
             return None
@@ -362,7 +366,11 @@ class DhcpServer:
             child = self._sent.get(reply.msg_type)
             if child is None:
                 child = self._sent[reply.msg_type] = self._counter(self.metrics.dhcp_sent, _LABEL[reply.msg_type])
-            self._tally(child)
+            batch = self._batch
+            if batch is None:
+                child.inc()
+            else:  # _tally(child), inline: once per reply
+                batch[child] = batch.get(child, 0) + 1
             return True
         self._drop(failed, ifname=ifname, xid=reply.message.xid, chaddr=reply.message.chaddr_mac, to=target,
                    msg_type=reply.msg_type.name)

@@ -18,7 +18,7 @@ from fake_client import EPOCH, RELAY, make_site
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bootstrapd.dhcp import reply
-from bootstrapd.dhcp.codec import Message, MessageType, build, parse
+from bootstrapd.dhcp.codec import Message, MessageType, address_int, build, parse
 from bootstrapd.dhcp.leases import Lease, LeaseState
 from bootstrapd.dhcp.outcome import Destination
 from bootstrapd.dhcp.plan import SitePlan
@@ -93,6 +93,11 @@ def test_parse_derives_what_the_properties_compute() -> None:
         assert "msg_type" not in fresh.__dict__
         for name in ("msg_type", "requested_ip", "server_id", "client_id", "vendor_class", "hostname", "chaddr_mac"):
             assert getattr(msg, name) == getattr(fresh, name), name
+
+
+def test_address_int_is_int() -> None:
+    for text in ("0.0.0.0", "198.18.0.1", "255.255.255.255", "10.1.2.3"):
+        assert address_int(IPv4Address(text)) == int(IPv4Address(text))
 
 
 def _lease(address: int, client: int, state: LeaseState, expires: float) -> Lease:
