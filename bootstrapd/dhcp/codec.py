@@ -205,6 +205,11 @@ class Message:
         return bool(self.flags & BROADCAST_FLAG)
 
     @_once
+    def relayed(self) -> bool:
+        """giaddr is set: the message came through a relay agent (RFC 2131 4.1)."""
+        return self.giaddr != _ZERO
+
+    @_once
     def chaddr_mac(self) -> str:
         """chaddr in the config's canonical MAC form, e.g. `00:56:2b:04:36:15`."""
         return self.chaddr.hex(":")
@@ -259,6 +264,7 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
         chaddr, sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
     )  # fmt: skip
     _derive(msg.__dict__, found, chaddr)
+    msg.__dict__["relayed"] = gi != 0
     return msg
 
 

@@ -345,7 +345,7 @@ def _identity(msg: Message) -> bytes:
 def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client | Drop:
     """Subnet (relay's giaddr, else a unicast client's ciaddr, else the receiving interface),
     reservation and class of the sender; Drop when no subnet serves it or the device is ignored."""
-    if msg.giaddr != ZERO:
+    if msg.relayed:
         selector = msg.giaddr
     elif use_ciaddr and msg.ciaddr != ZERO and not rx.broadcast:
         selector = msg.ciaddr

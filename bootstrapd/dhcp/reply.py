@@ -54,7 +54,7 @@ def _echoed(request: Message) -> tuple[list[tuple[int, bytes]], list[tuple[int, 
     if client_id is not None:
         head.append((_CLIENT_ID, client_id))
     relay = request.get(_RELAY)
-    if relay is not None and request.giaddr != ZERO:
+    if relay is not None and request.relayed:
         tail.append((_RELAY, relay))
     return head, tail
 
@@ -113,7 +113,7 @@ def lease_reply(
     max_size = reply_size_limit(request)
     request_list = get(_REQUEST_LIST)
     client_id = get(_CLIENT_ID)
-    relay = get(_RELAY) if request.giaddr != ZERO else None
+    relay = get(_RELAY) if request.relayed else None
     dropped: list[int] = []
     kept_relay, budget = reserve_relay(relay, max_size, dropped)
     fixed, fixed_options = plan.reply_heads.get(msg_type) or _reply_head(plan, msg_type)  # 53, 54, 51, 58, 59
@@ -180,14 +180,14 @@ def nak_message(plan: SitePlan, request: Message, text: str) -> Message:
         (int(OptionCode.MESSAGE), encode_string(text)),
         *tail,
     ]
-    relayed = request.giaddr != ZERO
+    relayed = request.relayed
     return _reply(request, options, flags=request.flags | BROADCAST_FLAG if relayed else None)
 
 
 def destination(plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address) -> Destination:
     """RFC 2131 4.1: to the relay's server port; a NAK broadcast; to ciaddr; broadcast when the client
     asks for it; else to yiaddr at the client's hardware address (it cannot answer ARP yet)."""
-    if request.giaddr != ZERO:
+    if request.relayed:
         return Destination(request.giaddr, plan.server_port, None, False)
     if msg_type is MessageType.NAK:
         return Destination(BROADCAST, plan.client_port, None, True)

@@ -59,10 +59,12 @@ class LeaseTable:
         label = host_label(hostname)
         if label is None:
             return False
-        if self.by_label.get(label) == address:
-            return True
+        # `is not None` first: comparing None with an IPv4Address raises and catches an AttributeError inside
+        # ipaddress (the reflected __eq__), on every new device's first lease.
         old_address = self.by_label.get(label)
         if old_address is not None:
+            if old_address == address:
+                return True
             self._drop(label, old_address)
         old_label = self.by_address.get(address)
         if old_label is not None:
@@ -75,8 +77,11 @@ class LeaseTable:
 
     def remove(self, hostname: str, address: IPv4Address) -> None:
         label = host_label(hostname)
-        if label is not None and self.by_label.get(label) == address:
-            self._drop(label, address)
+        if label is None:
+            return
+        current = self.by_label.get(label)
+        if current is not None and current == address:
+            self._drop(label, current)
 
     def has_prefix(self, octets: tuple[int, ...]) -> bool:
         """True when some leased address starts with these octets (an empty non-terminal in in-addr.arpa)."""

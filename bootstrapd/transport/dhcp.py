@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from bootstrapd.config.model import Site
-from bootstrapd.dhcp.codec import MessageType, parse
+from bootstrapd.dhcp.codec import MessageType, address_int, parse
 from bootstrapd.dhcp.engine import Engine
 from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
@@ -94,6 +94,7 @@ class DhcpServer:
         # The per-message-type children of the received and sent counters, looked up once (see _tally).
         self._received: dict[MessageType | None, Any] = {}
         self._sent: dict[MessageType, Any] = {}
+        self._device_children: dict[tuple[str | None, str | None], tuple[Any, Any]] = {}
         # Called with False when a shared store becomes unreachable, True when it is back (systemd STATUS=).
         self.on_store_state: Callable[[bool], None] | None = None
 
@@ -311,8 +312,7 @@ class DhcpServer:
                        msg_type=mtype.name if mtype else None)
             return None
         if isinstance(outcome, Reply) and outcome.new_device:
-            self._inc(self.metrics.devices_by_class, outcome.device_class or "none")
-            self._inc(self.metrics.devices_by_model, _model_label(msg.vendor_class))
+            self._new_device(outcome.device_class, msg.vendor_class)
         if not self._log_info:  # the fields below cost more than the engine's work for a packet
             return outcome
         log_fields = {"xid": f"{msg.xid:#010x}", "chaddr": msg.chaddr_mac, "interface": ifname}
@@ -326,6 +326,21 @@ class DhcpServer:
             self.log.info(f"dhcp.{outcome.event}", **log_fields,
                           address=str(outcome.lease.address) if outcome.lease else None)
         return outcome
+
+    def _new_device(self, device_class: str | None, vendor_class: str | None) -> None:
+        """Count a device seen for the first time, by class and by model: the two counter children are
+        looked up once per (class, vendor class), which a floor has a handful of (bounded all the same)."""
+        key = (device_class, vendor_class)
+        children = self._device_children.get(key)
+        if children is None:
+            if len(self._device_children) >= RX_CACHE:
+                self._device_children.clear()
+            children = self._device_children[key] = (
+                self._counter(self.metrics.devices_by_class, device_class or "none"),
+                self._counter(self.metrics.devices_by_model, _model_label(vendor_class)),
+            )
+        for child in children:
+            self._tally(child)
 
     def _inc(self, family: Any, label: str) -> None:
         """Count one; within a burst the counts are added up and pushed once at its end (each inc() of
@@ -360,7 +375,7 @@ class DhcpServer:
         listener = self._listeners.get(ifname)
         if listener is None:
             return False
-        target = _text(reply.destination.ip)
+        target = _text(address_int(reply.destination.ip))  # an int key: IPv4Address hashes in Python
         failed = listener.sender.send(reply, target, now)
         if failed is None:
             child = self._sent.get(reply.msg_type)
@@ -472,8 +487,8 @@ def _model_label(vendor_class: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _text(address: ipaddress.IPv4Address) -> str:
-    return str(address)
+def _text(address: int) -> str:
+    return str(ipaddress.IPv4Address(address))
 
 
 @functools.lru_cache(maxsize=4096)

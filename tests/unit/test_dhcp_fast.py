@@ -88,10 +88,12 @@ def test_parse_derives_what_the_properties_compute() -> None:
     for _ in range(300):
         options = tuple((code, rng.choice(values)) for code in rng.sample((53, 50, 54, 61, 60, 12, 55), 4))
         hlen = rng.choice((0, 6, 16))
-        msg = parse(build(Message(hlen=hlen, chaddr=rng.randbytes(hlen), options=options), 1500))
+        giaddr = rng.choice((ZERO, RELAY))
+        msg = parse(build(Message(hlen=hlen, chaddr=rng.randbytes(hlen), giaddr=giaddr, options=options), 1500))
         fresh = Message(**{f.name: getattr(msg, f.name) for f in fields(Message)})  # no derived values yet
         assert "msg_type" not in fresh.__dict__
-        for name in ("msg_type", "requested_ip", "server_id", "client_id", "vendor_class", "hostname", "chaddr_mac"):
+        for name in ("msg_type", "requested_ip", "server_id", "client_id", "vendor_class", "hostname", "chaddr_mac",
+                     "relayed"):
             assert getattr(msg, name) == getattr(fresh, name), name
 
 
