@@ -80,7 +80,7 @@ class SqliteLeaseStore(IndexedReads):
         # costs no disk write and a burst of them no fsync. After a crash the offered address is simply free.
         if len(records) == 1:  # the common case, without the lists
             if lease.state is not _OFFERED:
-                self._write(((_UPSERT, _params(lease)),))
+                self._upsert(lease)
             index.apply(lease)
             return
         durable = [r for r in records if r.state is not _OFFERED]
@@ -121,6 +121,19 @@ class SqliteLeaseStore(IndexedReads):
             self._conn.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
+
+    def _upsert(self, lease: Lease) -> None:
+        """_write() of one record's upsert (once per ACK)."""
+        if self._readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            conn.execute(_UPSERT, _params(lease))
+        except sqlite3.Error as e:
+            self._recover()
+            raise StoreError(f"lease store write failed, un-flushed leases discarded: {e}") from e
 
     def _write(self, statements: Sequence[tuple[str, tuple[object, ...]]]) -> None:
         if self._readonly:

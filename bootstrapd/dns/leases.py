@@ -11,6 +11,7 @@ Not thread-safe: call it from the event loop thread that serves DNS.
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Callable
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from bootstrapd.dns.names import host_label
 
 IPv4Address = ipaddress.IPv4Address
 ChangeListener = Callable[[bytes, IPv4Address], None]
+address_int: Callable[[IPv4Address], int] = operator.attrgetter("_ip")  # int(address) without a Python frame
 
 
 class LeaseRecords(Protocol):
@@ -94,7 +96,7 @@ class LeaseTable:
         self._changed(label, address)
 
     def _count(self, address: IPv4Address, delta: int) -> None:
-        packed = address.packed
+        packed = address_int(address).to_bytes(4, "big")  # address.packed, without two Python calls
         prefixes = self._prefixes
         for key in (packed[:1], packed[:2], packed[:3]):
             count = prefixes.get(key, 0) + delta

@@ -155,20 +155,27 @@ class DhcpServer:
 
     # -- receive ------------------------------------------------------------------------------------------
     def _readable(self, sock: socket.socket, ifname: str) -> None:
-        for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
-            try:
-                data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
-                return
-            broadcast, waited = ancillary(ancdata)
-            self.enqueue(data, ifname, addr, broadcast, waited)
+        try:
+            for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
+                try:
+                    data, ancdata, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, CMSG_SPACE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    self.log.warning("dhcp.socket_error", interface=ifname, error=str(e))
+                    return
+                broadcast, waited = ancillary(ancdata)
+                self._queue(data, ifname, addr, broadcast, waited)
+        finally:
+            self._wake.set()  # once per wake-up, not per datagram (Event.set is Python code)
 
     def enqueue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool = False,
                 waited: float = 0.0) -> None:
         """Queue one datagram; `waited` is how long it has been in the kernel's buffer already."""
+        self._queue(data, ifname, addr, broadcast, waited)
+        self._wake.set()
+
+    def _queue(self, data: bytes, ifname: str, addr: tuple[Any, int], broadcast: bool, waited: float) -> None:
         if self._admit is not None and not self._admit(data, ifname, addr, broadcast, waited):
             return
         if len(data) > MAX_DATAGRAM:
@@ -178,7 +185,6 @@ class DhcpServer:
         shed = self._admission.admit(item, data[240:243] == DISCOVER_FIRST)
         if shed is not None:
             self._shed(shed)
-        self._wake.set()
 
     def _shed(self, item: Queued) -> None:
         """Counted, not parsed (that is the point); logged as one warning per OVERLOAD_LOG_S."""
