@@ -260,7 +260,7 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
     msg = Message(
         op, htype, hlen, hops, xid, secs, flags,
         _ZERO if ci == 0 else _address_of(ci), _ZERO if yi == 0 else _address_of(yi),
-        _ZERO if si == 0 else _address_of(si), _ZERO if gi == 0 else _address_of(gi),
+        _ZERO if si == 0 else _address_of(si), _ZERO if gi == 0 else _ADDRESSES.get(gi) or _address_of(gi),
         chaddr, sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
     )  # fmt: skip
     _derive(msg.__dict__, found, chaddr)
@@ -278,8 +278,8 @@ def _derive(fields: dict[str, Any], found: dict[int, bytes], chaddr: bytes) -> N
     fields["msg_type"] = _MESSAGE_TYPES.get(value[0]) if value is not None and len(value) == 1 else None
     value = get(50)
     fields["requested_ip"] = _address_of(value) if value is not None and len(value) == 4 else None
-    value = get(54)
-    fields["server_id"] = _address_of(value) if value is not None and len(value) == 4 else None
+    value = get(54)  # one server's address in every REQUEST: the cache answers without a call
+    fields["server_id"] = _ADDRESSES.get(value) or _address_of(value) if value is not None and len(value) == 4 else None
     fields["client_id"] = get(61)
     value = get(60)
     fields["vendor_class"] = None if value is None else _nvt_text(value)

@@ -123,8 +123,10 @@ class Engine:
             return self._renewing(plan, msg, client, msg.ciaddr, now)
         requested = msg.requested_ip
         assert requested is not None
-        if server_id is not None:
-            return self._selecting(plan, msg, client, requested, now)
+        if server_id is not None:  # SELECTING: the client chose our OFFER; ACK it while it may be the client's
+            if self._may_have(client, requested, now):
+                return self._ack(plan, msg, client, requested, now)
+            return self._nak(plan, msg, client, f"{requested} is not available")
         return self._init_reboot(plan, msg, client, requested, now)
 
     def process_decline(self, plan: SitePlan, msg: Message, rx: Rx, now: float) -> Outcome:
@@ -173,12 +175,6 @@ class Engine:
         )  # fmt: skip
 
     # -- REQUEST by client state (RFC 2131 4.3.2) -----------------------------------------------------
-
-    def _selecting(self, plan: SitePlan, msg: Message, client: Client, address: IPv4Address, now: float) -> Reply:
-        """The client chose our OFFER: ACK it while the address may still be the client's."""
-        if self._may_have(client, address, now):
-            return self._ack(plan, msg, client, address, now)
-        return self._nak(plan, msg, client, f"{address} is not available")
 
     def _init_reboot(self, plan: SitePlan, msg: Message, client: Client, address: IPv4Address, now: float) -> Outcome:
         """A rebooted client asks to keep its address: ACK if it is its own and on this network."""

@@ -134,8 +134,9 @@ class SitePlan:
         self.subnets = tuple(SubnetPlan(s, allocators[str(s.prefix)], _subnet_options(site, s)) for s in dhcp.subnets)
 
     def subnet_of(self, address: IPv4Address) -> SubnetPlan | None:
+        a = address_int(address)
         for subnet in self.subnets:
-            if subnet.contains(address):
+            if a & subnet.netmask == subnet.network:  # subnet.contains(address), once per packet
                 return subnet
         return None
 
