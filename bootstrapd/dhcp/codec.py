@@ -281,16 +281,12 @@ def _derive(fields: dict[str, Any], found: dict[int, bytes], chaddr: bytes) -> N
     value = get(54)  # one server's address in every REQUEST: the cache answers without a call
     fields["server_id"] = _ADDRESSES.get(value) or _address_of(value) if value is not None and len(value) == 4 else None
     fields["client_id"] = get(61)
+    # Options 60 and 12 as text (Message._text: RFC 2132 2, trailing NULs deleted), inline: once per packet.
     value = get(60)
-    fields["vendor_class"] = None if value is None else _nvt_text(value)
+    fields["vendor_class"] = None if value is None else value.rstrip(b"\0").decode("latin-1")
     value = get(12)
-    fields["hostname"] = None if value is None else _nvt_text(value)
+    fields["hostname"] = None if value is None else value.rstrip(b"\0").decode("latin-1")
     fields["chaddr_mac"] = chaddr.hex(":")
-
-
-def _nvt_text(value: bytes) -> str:
-    # RFC 2132 2: receivers must delete trailing NULs from NVT ASCII options.
-    return value.rstrip(b"\0").decode("latin-1")
 
 
 # Relays, servers and the addresses of one floor recur in every packet: one IPv4Address per value, bounded.

@@ -97,7 +97,8 @@ class Engine:
         if isinstance(client, Drop):
             return client
         prior = self._store.get_by_client(client.identity)
-        address = client.reserved_here or self._pick(client, msg, now)
+        address = client.reserved_here or client.subnet.allocator.pick_given(prior, client.identity, msg.requested_ip,
+                                                                           now)  # fmt: skip
         if address is None:
             return Drop(DropReason.POOL_EXHAUSTED, f"no free address in {client.subnet.prefix}")
         hold_until = now + plan.dhcp.offer_hold
@@ -205,10 +206,6 @@ class Engine:
         return refused
 
     # -- decisions ------------------------------------------------------------------------------------
-
-    def _pick(self, client: Client, msg: Message, now: float) -> IPv4Address | None:
-        """The allocator's first proposal that is still available (RFC 2131 4.3.1 preferences)."""
-        return client.subnet.allocator.pick(client.identity, msg.requested_ip, now)
 
     def _owns(self, client: Client, address: IPv4Address) -> bool:
         """The address is reserved for the client, or the store's record of it is the client's."""

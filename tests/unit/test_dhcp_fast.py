@@ -123,6 +123,7 @@ def test_pick_is_the_first_available_proposal(tmp_path: Path) -> None:
             expected = next((a for a in allocator.propose(client, requested, EPOCH)
                              if allocator.available(a, client, EPOCH)), None)  # fmt: skip
             assert allocator.pick(client, requested, EPOCH) == expected
+            assert allocator.pick_given(store.get_by_client(client), client, requested, EPOCH) == expected
             if expected is not None and rng.random() < 0.5:  # the engine holds what it offers
                 store.put(_lease(int(expected) & 0xFF, client[1], LeaseState.OFFERED, EPOCH + 30))
 
