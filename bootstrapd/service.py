@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bootstrapd.config import LoadResult, check_site
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.leases import Lease, LeaseState, effective_state
+from bootstrapd.dns.leases import lease_name
 from bootstrapd.errors import BootstrapdError
 from bootstrapd.observability.logging import configure, get_logger
 from bootstrapd.observability.metrics import Metrics
@@ -68,9 +69,8 @@ def lease_dns_name(lease: Lease) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _dns_name(hostname: str | None, mac: bytes) -> str:
-    # Once per ACK on the DHCP worker: the name is built once per device, not with every renewal.
-    from bootstrapd.dns import lease_name
-
+    # Once per ACK on the DHCP worker: the name is built once per device, not with every renewal. (The
+    # import is at the top: a function-level import costs an import-machinery call per new device.)
     return lease_name(hostname, mac.hex())
 
 

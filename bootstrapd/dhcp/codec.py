@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ MAX_REPLY_SIZE = 1500 - IP_UDP_OVERHEAD  # never beyond an Ethernet MTU: we do n
 BROADCAST_FLAG = 0x8000  # RFC 2131 2, figure 2
 
 _ZERO = IPv4Address(0)
+# int(address) without a Python frame: IPv4Address.__int__ is Python code returning its `_ip` slot, and the
+# packet path converts a dozen addresses per DORA (store keys, subnet tests, headers). A unit test checks it.
+address_int: Callable[[IPv4Address], int] = operator.attrgetter("_ip")
 _setattr = object.__setattr__
 _END = b"\xff"
 _OVERLOAD = int(OptionCode.OVERLOAD)  # plain ints: IntEnum comparisons are slow on the hot path
@@ -201,6 +205,11 @@ class Message:
         return bool(self.flags & BROADCAST_FLAG)
 
     @_once
+    def relayed(self) -> bool:
+        """giaddr is set: the message came through a relay agent (RFC 2131 4.1)."""
+        return self.giaddr != _ZERO
+
+    @_once
     def chaddr_mac(self) -> str:
         """chaddr in the config's canonical MAC form, e.g. `00:56:2b:04:36:15`."""
         return self.chaddr.hex(":")
@@ -218,17 +227,14 @@ class Message:
 def reply_size_limit(request: Message) -> int:
     """Largest reply (DHCP message bytes) the client accepts. Option 57 counts the IP and UDP headers,
     as ISC dhcpd and udhcpc read it; values under its legal minimum of 576 are ignored (RFC 2132 9.10)."""
-    mms = request.max_message_size
-    if mms is None or mms < 576:
+    value = request.get(OptionCode.MAX_MESSAGE_SIZE)  # Message.max_message_size, one call less per reply
+    if value is None or len(value) != 2:
         return DEFAULT_MAX_SIZE
-    return min(mms, 1500) - IP_UDP_OVERHEAD
+    mms = int.from_bytes(value, "big")
+    return DEFAULT_MAX_SIZE if mms < 576 else min(mms, 1500) - IP_UDP_OVERHEAD
 
 
 # -- parse -------------------------------------------------------------------------------------------
-
-
-def _addr(value: int) -> IPv4Address:
-    return _ZERO if value == 0 else IPv4Address(value)
 
 
 def parse(data: bytes | bytearray | memoryview) -> Message:
@@ -250,12 +256,51 @@ def parse(data: bytes | bytearray | memoryview) -> Message:
     if overload & 2:
         _scan(data, *_SNAME, found, main=False)
         sname = b""
+    chaddr = chaddr[:hlen]
     msg = Message(
-        op, htype, hlen, hops, xid, secs, flags, _addr(ci), _addr(yi), _addr(si), _addr(gi),
-        chaddr[:hlen], sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
+        op, htype, hlen, hops, xid, secs, flags,
+        _ZERO if ci == 0 else _address_of(ci), _ZERO if yi == 0 else _address_of(yi),
+        _ZERO if si == 0 else _address_of(si), _ZERO if gi == 0 else _ADDRESSES.get(gi) or _address_of(gi),
+        chaddr, sname.partition(b"\0")[0], file.partition(b"\0")[0], tuple(found.items()),
     )  # fmt: skip
-    msg.__dict__["_index"] = found
+    _derive(msg.__dict__, found, chaddr)
+    msg.__dict__["relayed"] = gi != 0
     return msg
+
+
+def _derive(fields: dict[str, Any], found: dict[int, bytes], chaddr: bytes) -> None:
+    """The derived values Message computes on first access (_once), computed here in one go: every packet the
+    engine serves asks all of them, and one pass over the option dict costs less than seven descriptors.
+    Same values as the properties (a unit test compares them)."""
+    fields["_index"] = found
+    get = found.get
+    value = get(53)
+    fields["msg_type"] = _MESSAGE_TYPES.get(value[0]) if value is not None and len(value) == 1 else None
+    value = get(50)
+    fields["requested_ip"] = _address_of(value) if value is not None and len(value) == 4 else None
+    value = get(54)  # one server's address in every REQUEST: the cache answers without a call
+    fields["server_id"] = _ADDRESSES.get(value) or _address_of(value) if value is not None and len(value) == 4 else None
+    fields["client_id"] = get(61)
+    # Options 60 and 12 as text (Message._text: RFC 2132 2, trailing NULs deleted), inline: once per packet.
+    value = get(60)
+    fields["vendor_class"] = None if value is None else value.rstrip(b"\0").decode("latin-1")
+    value = get(12)
+    fields["hostname"] = None if value is None else value.rstrip(b"\0").decode("latin-1")
+    fields["chaddr_mac"] = chaddr.hex(":")
+
+
+# Relays, servers and the addresses of one floor recur in every packet: one IPv4Address per value, bounded.
+_ADDRESSES: dict[int | bytes, IPv4Address] = {}
+_ADDRESS_CACHE = 4096
+
+
+def _address_of(value: int | bytes) -> IPv4Address:
+    address = _ADDRESSES.get(value)
+    if address is None:
+        if len(_ADDRESSES) >= _ADDRESS_CACHE:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[value] = IPv4Address(value)
+    return address
 
 
 def _scan(data: bytes, pos: int, end: int, found: dict[int, bytes], *, main: bool) -> int:
@@ -372,7 +417,7 @@ def encode_header(msg: Message) -> bytearray:
     try:
         _HEADER.pack_into(
             buf, 0, msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-            int(msg.ciaddr), int(msg.yiaddr), int(msg.siaddr), int(msg.giaddr),
+            address_int(msg.ciaddr), address_int(msg.yiaddr), address_int(msg.siaddr), address_int(msg.giaddr),
             msg.chaddr, msg.sname, msg.file, MAGIC_COOKIE,
         )  # fmt: skip
     except struct.error as e:

@@ -41,23 +41,17 @@ Handler = Callable[[SitePlan, Message, Rx, float], Outcome]
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who sent a message, as the config sees it."""
+    """Who sent a message, as the config sees it. The derived fields are computed once per packet in
+    _client (the engine asks each of them several times)."""
 
     identity: bytes  # leases.client_identity: option 61, else htype + chaddr
     mac: str  # chaddr in the config's MAC form
     subnet: SubnetPlan
     reservation: Reservation | None  # the device's reservation, if any (in any subnet)
     device_class: DeviceClass | None
-
-    @property
-    def class_name(self) -> str | None:
-        return self.device_class.name if self.device_class is not None else None
-
-    @property
-    def reserved_here(self) -> IPv4Address | None:
-        """The reserved address, when it is in the subnet the client is on."""
-        r = self.reservation
-        return r.address if r is not None and self.subnet.contains(r.address) else None
+    class_name: str | None  # device_class.name
+    hostname: str | None  # the reservation's host name: option 12 of the replies, the lease's name
+    reserved_here: IPv4Address | None  # the reserved address, when it is in the subnet the client is on
 
 
 class Engine:
@@ -103,7 +97,8 @@ class Engine:
         if isinstance(client, Drop):
             return client
         prior = self._store.get_by_client(client.identity)
-        address = client.reserved_here or self._pick(client, msg, now)
+        address = client.reserved_here or client.subnet.allocator.pick_given(prior, client.identity, msg.requested_ip,
+                                                                           now)  # fmt: skip
         if address is None:
             return Drop(DropReason.POOL_EXHAUSTED, f"no free address in {client.subnet.prefix}")
         hold_until = now + plan.dhcp.offer_hold
@@ -111,7 +106,7 @@ class Engine:
         # A client that still holds a bound lease on the address keeps it as it is; otherwise hold.
         if lease is None or not _is_client(lease, client) or not _bound_until(lease, hold_until):
             lease = self._lease(client, msg, address, LeaseState.OFFERED, hold_until, prior, now)
-            self._store.put(lease, force=address == client.reserved_here)
+            self._store.put(lease, force=client.reserved_here is not None and address == client.reserved_here)
         return self._offer_or_ack(plan, msg, MessageType.OFFER, client, lease, prior is None)
 
     def process_request(self, plan: SitePlan, msg: Message, rx: Rx, now: float) -> Outcome:
@@ -129,8 +124,10 @@ class Engine:
             return self._renewing(plan, msg, client, msg.ciaddr, now)
         requested = msg.requested_ip
         assert requested is not None
-        if server_id is not None:
-            return self._selecting(plan, msg, client, requested, now)
+        if server_id is not None:  # SELECTING: the client chose our OFFER; ACK it while it may be the client's
+            if self._may_have(client, requested, now):
+                return self._ack(plan, msg, client, requested, now)
+            return self._nak(plan, msg, client, f"{requested} is not available")
         return self._init_reboot(plan, msg, client, requested, now)
 
     def process_decline(self, plan: SitePlan, msg: Message, rx: Rx, now: float) -> Outcome:
@@ -167,7 +164,7 @@ class Engine:
         client = _client(plan, msg, rx, use_ciaddr=True)
         if isinstance(client, Drop):
             return client
-        body = reply.body_for(client.subnet.options[client.class_name], _hostname(client))
+        body = reply.body_for(client.subnet.options[client.class_name], client.hostname)
         message = reply.inform_message(plan, msg, body)
         dest = reply.destination(plan, msg, MessageType.ACK, ZERO)
         if msg.giaddr == ZERO and msg.ciaddr == ZERO and rx.src_ip != ZERO:
@@ -179,12 +176,6 @@ class Engine:
         )  # fmt: skip
 
     # -- REQUEST by client state (RFC 2131 4.3.2) -----------------------------------------------------
-
-    def _selecting(self, plan: SitePlan, msg: Message, client: Client, address: IPv4Address, now: float) -> Reply:
-        """The client chose our OFFER: ACK it while the address may still be the client's."""
-        if self._may_have(client, address, now):
-            return self._ack(plan, msg, client, address, now)
-        return self._nak(plan, msg, client, f"{address} is not available")
 
     def _init_reboot(self, plan: SitePlan, msg: Message, client: Client, address: IPv4Address, now: float) -> Outcome:
         """A rebooted client asks to keep its address: ACK if it is its own and on this network."""
@@ -216,17 +207,9 @@ class Engine:
 
     # -- decisions ------------------------------------------------------------------------------------
 
-    def _pick(self, client: Client, msg: Message, now: float) -> IPv4Address | None:
-        """The allocator's first proposal that is still available (RFC 2131 4.3.1 preferences)."""
-        allocator = client.subnet.allocator
-        for candidate in allocator.propose(client.identity, msg.requested_ip, now):
-            if allocator.available(candidate, client.identity, now):
-                return candidate
-        return None
-
     def _owns(self, client: Client, address: IPv4Address) -> bool:
         """The address is reserved for the client, or the store's record of it is the client's."""
-        if address == client.reserved_here:
+        if client.reserved_here is not None and address == client.reserved_here:
             return True
         return _is_client(self._store.get_by_address(address), client)
 
@@ -266,7 +249,7 @@ class Engine:
             expires=expires,
             first_seen=prior.first_seen if prior is not None else now,
             updated=now,
-            hostname=_hostname(client) or msg.hostname,
+            hostname=client.hostname or msg.hostname,
             vendor_class=msg.vendor_class,
             device_class=client.class_name,
         )
@@ -276,13 +259,14 @@ class Engine:
         prior = self._store.get_by_client(client.identity)
         expires = now + plan.dhcp.lease_time
         lease = self._lease(client, msg, address, LeaseState.BOUND, expires, prior, now)
-        self._store.put(lease, force=address == client.reserved_here)
+        self._store.put(lease, force=client.reserved_here is not None and address == client.reserved_here)
         return self._offer_or_ack(plan, msg, MessageType.ACK, client, lease, prior is None)
 
     def _offer_or_ack(
         self, plan: SitePlan, msg: Message, msg_type: MessageType, client: Client, lease: Lease, new: bool
     ) -> Reply:
-        body = reply.body_for(client.subnet.options[client.class_name], _hostname(client))
+        options = client.subnet.options[client.class_name]
+        body = options if client.hostname is None else reply.body_for(options, client.hostname)
         dest = reply.destination(plan, msg, msg_type, lease.address)
         return reply.lease_reply(
             plan, msg, msg_type, lease.address, body, dest,
@@ -354,7 +338,7 @@ def _identity(msg: Message) -> bytes:
 def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client | Drop:
     """Subnet (relay's giaddr, else a unicast client's ciaddr, else the receiving interface),
     reservation and class of the sender; Drop when no subnet serves it or the device is ignored."""
-    if msg.giaddr != ZERO:
+    if msg.relayed:
         selector = msg.giaddr
     elif use_ciaddr and msg.ciaddr != ZERO and not rx.broadcast:
         selector = msg.ciaddr
@@ -363,11 +347,20 @@ def _client(plan: SitePlan, msg: Message, rx: Rx, *, use_ciaddr: bool) -> Client
     subnet = plan.subnet_of(selector)
     if subnet is None:
         return Drop(DropReason.NO_SUBNET, f"no subnet for {selector}")
-    reservation = plan.reservation(msg)
-    device_class = plan.device_class(msg, reservation)
+    reservation = plan.reservation(msg) if plan.reservations else None
+    # Without classes and a reservation nothing can match (the common lab case): skip the classifier.
+    device_class = plan.device_class(msg, reservation) if plan.has_classes or reservation is not None else None
     if device_class is None and reservation is None and plan.dhcp.unknown_devices is UnknownDevices.IGNORE:
         return Drop(DropReason.UNKNOWN_DEVICE, f"no class matched vendor class {msg.vendor_class!r}")
-    return Client(_identity(msg), msg.chaddr_mac, subnet, reservation, device_class)
+    if reservation is None:
+        hostname = reserved_here = None
+    else:
+        hostname = reservation.hostname
+        reserved_here = reservation.address if subnet.contains(reservation.address) else None
+    class_name = device_class.name if device_class is not None else None
+    identity = client_identity(msg.client_id, msg.htype, msg.chaddr)
+    return Client(identity, msg.chaddr_mac, subnet, reservation, device_class, class_name, hostname,
+                  reserved_here)  # fmt: skip
 
 
 def _is_client(lease: Lease | None, client: Client) -> bool:
@@ -379,5 +372,3 @@ def _bound_until(lease: Lease, when: float) -> bool:
     return lease.state is LeaseState.BOUND and lease.expires >= when
 
 
-def _hostname(client: Client) -> str | None:
-    return client.reservation.hostname if client.reservation is not None else None

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 from bootstrapd.config.model import DeviceClass, Options, RawOption, Reservation, Site, Subnet
 from bootstrapd.dhcp.allocator import Allocator, build_allocators
 from bootstrapd.dhcp.classify import Classifier
-from bootstrapd.dhcp.codec import Message, encode_options_into
+from bootstrapd.dhcp.codec import Message, address_int, encode_options_into
 from bootstrapd.dhcp.leases import LeaseView
 from bootstrapd.dhcp.options import (
     PROVISIONING_CODES,
@@ -106,7 +106,7 @@ class SubnetPlan:
         self.options = options  # by class name (None: no class matched)
 
     def contains(self, address: IPv4Address) -> bool:
-        return int(address) & self.netmask == self.network
+        return address_int(address) & self.netmask == self.network
 
 
 class SitePlan:
@@ -120,20 +120,23 @@ class SitePlan:
         self.server_port = site.listen.dhcp_port
         self.client_port = site.listen.dhcp_port + 1
         # RFC 2132 9.2, 9.11, 9.12: the lease time and T1 = 50 %, T2 = 87.5 % of it (RFC 2131 4.4.5).
-        self.reply_heads: dict[int, bytes] = {}  # per message type: options 53, 54, 51, 58, 59 encoded (reply.py)
+        # per message type: options 53, 54, 51, 58, 59 encoded and as (code, value) (reply.py)
+        self.reply_heads: dict[int, tuple[bytes, OptionList]] = {}
         self.lease_times: OptionList = (
             (int(OptionCode.LEASE_TIME), encode_u32(dhcp.lease_time)),
             (int(OptionCode.RENEWAL_TIME), encode_u32(dhcp.lease_time // 2)),
             (int(OptionCode.REBINDING_TIME), encode_u32(dhcp.lease_time * 7 // 8)),
         )
         self.classifier = Classifier(dhcp.classes)
+        self.has_classes = bool(dhcp.classes)
         self.reservations = {r.mac: r for r in dhcp.reservations}
         allocators = build_allocators(dhcp, site.listen.address, store, shard)
         self.subnets = tuple(SubnetPlan(s, allocators[str(s.prefix)], _subnet_options(site, s)) for s in dhcp.subnets)
 
     def subnet_of(self, address: IPv4Address) -> SubnetPlan | None:
+        a = address_int(address)
         for subnet in self.subnets:
-            if subnet.contains(address):
+            if a & subnet.netmask == subnet.network:  # subnet.contains(address), once per packet
                 return subnet
         return None
 

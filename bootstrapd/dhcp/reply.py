@@ -26,7 +26,7 @@ from bootstrapd.dhcp.codec import (
 from bootstrapd.dhcp.leases import Lease
 from bootstrapd.dhcp.options import OptionCode, encode_string
 from bootstrapd.dhcp.outcome import Destination, Reply
-from bootstrapd.dhcp.plan import OptionSet, SitePlan
+from bootstrapd.dhcp.plan import OptionList, OptionSet, SitePlan
 
 ZERO = IPv4Address(0)
 BROADCAST = IPv4Address("255.255.255.255")
@@ -54,7 +54,7 @@ def _echoed(request: Message) -> tuple[list[tuple[int, bytes]], list[tuple[int, 
     if client_id is not None:
         head.append((_CLIENT_ID, client_id))
     relay = request.get(_RELAY)
-    if relay is not None and request.giaddr != ZERO:
+    if relay is not None and request.relayed:
         tail.append((_RELAY, relay))
     return head, tail
 
@@ -86,21 +86,8 @@ def lease_message(
     plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address, body: OptionSet
 ) -> Message:
     """OFFER or ACK of an address: type, server id, lease times, then the body (RFC 2131 4.3.1)."""
-    return _lease_message(plan, request, msg_type, yiaddr, body, *_echoed(request))
-
-
-def _lease_message(
-    plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address, body: OptionSet,
-    head: list[tuple[int, bytes]], tail: list[tuple[int, bytes]],
-) -> Message:  # fmt: skip
-    options = [
-        (int(OptionCode.MESSAGE_TYPE), _TYPE[msg_type]),
-        (int(OptionCode.SERVER_ID), plan.server_id.packed),
-        *plan.lease_times,
-        *head,
-        *body.ordered(request.get(_REQUEST_LIST)),
-        *tail,
-    ]
+    head, tail = _echoed(request)
+    options = [*_reply_head(plan, msg_type)[1], *head, *body.ordered(request.get(_REQUEST_LIST)), *tail]
     # An ACK to a RENEWING/REBINDING client carries its ciaddr back; an OFFER never does.
     ciaddr = request.ciaddr if msg_type is MessageType.ACK else ZERO
     return _reply(request, options, ciaddr=ciaddr, yiaddr=yiaddr)
@@ -118,41 +105,54 @@ def lease_reply(
     lease: Lease | None,
     new_device: bool,
 ) -> Reply:
-    """finish(lease_message(...)) with the body's options encoded once per request list and size limit
-    (OptionSet.encoded): only the header, option 61 and option 82 are encoded per packet. Same bytes."""
+    """finish(lease_message(...)), the same bytes (tests/unit/test_dhcp_reply_fast.py compares them), built
+    without the general encoder: the fixed options (53, 54, 51, 58, 59) are encoded once per plan and the
+    body once per request list and size limit (OptionSet.encoded), so per packet only the header and the
+    echoed 61 and 82 are encoded. Falls back to finish() for what the shortcut does not cover."""
+    get = request.get
     max_size = reply_size_limit(request)
-    request_list = request.get(_REQUEST_LIST)
-    head, tail = _echoed(request)
-    message = _lease_message(plan, request, msg_type, yiaddr, body, head, tail)
+    request_list = get(_REQUEST_LIST)
+    client_id = get(_CLIENT_ID)
+    relay = get(_RELAY) if request.relayed else None
     dropped: list[int] = []
-    relay, budget = reserve_relay(tail[0][1] if tail else None, max_size, dropped)
+    kept_relay, budget = reserve_relay(relay, max_size, dropped)
+    fixed, fixed_options = plan.reply_heads.get(msg_type) or _reply_head(plan, msg_type)  # 53, 54, 51, 58, 59
+    head = ((_CLIENT_ID, client_id),) if client_id is not None else ()
+    tail = ((_RELAY, relay),) if relay is not None else ()
+    ciaddr = request.ciaddr if msg_type is MessageType.ACK else ZERO  # an OFFER never carries ciaddr
+    message = Message(
+        Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0, request.flags, ciaddr, yiaddr, ZERO,
+        request.giaddr, request.chaddr, b"", b"", (*fixed_options, *head, *body.ordered(request_list), *tail),
+    )  # fmt: skip  (RFC 2131 table 3: xid, flags, giaddr and chaddr copied)
+    if len(fixed) > budget:
+        return finish(request, message, dest, msg_type, device_class=device_class, address=yiaddr, lease=lease,
+                      new_device=new_device)  # fmt: skip
     buf = encode_header(message)
-    fixed = _reply_head(plan, msg_type)  # type, server id, lease times: the same bytes in every reply
-    if len(fixed) <= budget:
-        buf += fixed
-        budget = encode_options_into(buf, head, budget - len(fixed), dropped)  # 61
-    else:
-        budget = encode_options_into(buf, message.options[: 2 + len(plan.lease_times) + len(head)], budget, dropped)
+    buf += fixed
+    budget -= len(fixed)
+    if client_id is not None:
+        budget = encode_options_into(buf, head, budget, dropped)
     block = body.encoded(request_list, budget)
-    if block is None:
+    if block is None:  # the body holds option 82, which the general encoder sends last
         return finish(request, message, dest, msg_type, device_class=device_class, address=yiaddr, lease=lease,
                       new_device=new_device)  # fmt: skip
     buf += block[0]
     dropped.extend(block[1])
-    wire = finish_options(buf, relay)
+    wire = finish_options(buf, kept_relay)
     if dropped:  # Reply.message is what the client gets
         message = replace(message, options=tuple(o for o in message.options if o[0] not in dropped))
     return Reply(message, wire, dest, msg_type, device_class, yiaddr, lease, new_device, tuple(dropped))
 
 
-def _reply_head(plan: SitePlan, msg_type: MessageType) -> bytes:
+def _reply_head(plan: SitePlan, msg_type: MessageType) -> tuple[bytes, OptionList]:
+    """Options 53, 54, 51, 58, 59 of a reply of this type, encoded and as (code, value), once per plan."""
     head = plan.reply_heads.get(msg_type)
     if head is None:
         buf = bytearray()
         options = ((int(OptionCode.MESSAGE_TYPE), _TYPE[msg_type]), (int(OptionCode.SERVER_ID), plan.server_id.packed),
                    *plan.lease_times)  # fmt: skip
         encode_options_into(buf, options, MAX_REPLY_SIZE, [])
-        head = plan.reply_heads[msg_type] = bytes(buf)
+        head = plan.reply_heads[msg_type] = (bytes(buf), options)
     return head
 
 
@@ -180,14 +180,14 @@ def nak_message(plan: SitePlan, request: Message, text: str) -> Message:
         (int(OptionCode.MESSAGE), encode_string(text)),
         *tail,
     ]
-    relayed = request.giaddr != ZERO
+    relayed = request.relayed
     return _reply(request, options, flags=request.flags | BROADCAST_FLAG if relayed else None)
 
 
 def destination(plan: SitePlan, request: Message, msg_type: MessageType, yiaddr: IPv4Address) -> Destination:
     """RFC 2131 4.1: to the relay's server port; a NAK broadcast; to ciaddr; broadcast when the client
     asks for it; else to yiaddr at the client's hardware address (it cannot answer ARP yet)."""
-    if request.giaddr != ZERO:
+    if request.relayed:
         return Destination(request.giaddr, plan.server_port, None, False)
     if msg_type is MessageType.NAK:
         return Destination(BROADCAST, plan.client_port, None, True)

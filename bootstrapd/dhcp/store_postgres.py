@@ -78,7 +78,7 @@ class PostgresLeaseStore(IndexedReads):
         self._clock = clock
         self._write_sql = sql.WRITE if settings.race_guard else sql.WRITE_UNGUARDED
         self._conn: psycopg.Connection[Any] | None = None
-        self._index = LeaseIndex()
+        self._use_index(LeaseIndex())
         self._versions: dict[int, int] = {}  # address -> the row version this node last saw
         self._undo: dict[int, Lease | None] = {}  # address -> its record before this burst
         self._horizon = 0
@@ -345,7 +345,8 @@ class PostgresLeaseStore(IndexedReads):
         rows = conn.execute(sql.LOAD).fetchall()
         self.round_trips += 1
         old = self._index
-        self._index, self._versions, self._undo = LeaseIndex(), {}, {}
+        self._versions, self._undo = {}, {}
+        self._use_index(LeaseIndex())
         self._horizon = 0
         self._tracking = False  # against an empty index every row is new: compare with the old mirror instead
         try:

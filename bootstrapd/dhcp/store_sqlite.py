@@ -15,10 +15,12 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from bootstrapd.dhcp.codec import address_int
 from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
 from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
@@ -50,6 +52,7 @@ _COLUMNS = (
 )
 _UPSERT = f"INSERT OR REPLACE INTO leases ({_COLUMNS}, free_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _STATES = {state.value: state for state in LeaseState}
+_OFFERED = LeaseState.OFFERED
 
 
 class SqliteLeaseStore(IndexedReads):
@@ -64,21 +67,27 @@ class SqliteLeaseStore(IndexedReads):
         self._lock_fd = lock_fd
         self._readonly = readonly
         self._closed = False
-        self._index = LeaseIndex()
+        self._use_index(LeaseIndex())
         self._reload()
 
     # Reads: the mirror (IndexedReads).
 
     # Writes: SQLite first, then the mirror.
     def put(self, lease: Lease, *, force: bool = False) -> None:
-        records = self._index.plan_put(lease, force)
+        index = self._index
+        records = index.plan_put(lease, force)
         # An offer is a promise for offer_hold seconds, not a lease: it lives in the mirror only, so a DISCOVER
         # costs no disk write and a burst of them no fsync. After a crash the offered address is simply free.
-        durable = [r for r in records if r.state is not LeaseState.OFFERED]
+        if len(records) == 1:  # the common case, without the lists
+            if lease.state is not _OFFERED:
+                self._upsert(lease)
+            index.apply(lease)
+            return
+        durable = [r for r in records if r.state is not _OFFERED]
         if durable:
             self._write([(_UPSERT, _params(record)) for record in durable])
         for record in records:
-            self._index.apply(record)
+            index.apply(record)
 
     def delete(self, address: IPv4Address) -> None:
         self._write([("DELETE FROM leases WHERE address = ?", (int(address),))])
@@ -113,14 +122,28 @@ class SqliteLeaseStore(IndexedReads):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
 
-    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+    def _upsert(self, lease: Lease) -> None:
+        """_write() of one record's upsert (once per ACK)."""
         if self._readonly:
             raise StoreError(f"{self.path} is open read-only")
+        conn = self._conn
         try:
-            if not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            conn.execute(_UPSERT, _params(lease))
+        except sqlite3.Error as e:
+            self._recover()
+            raise StoreError(f"lease store write failed, un-flushed leases discarded: {e}") from e
+
+    def _write(self, statements: Sequence[tuple[str, tuple[object, ...]]]) -> None:
+        if self._readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
             for sql, params in statements:
-                self._conn.execute(sql, params)
+                conn.execute(sql, params)
         except sqlite3.Error as e:
             self._recover()
             raise StoreError(f"lease store write failed, un-flushed leases discarded: {e}") from e
@@ -140,15 +163,15 @@ class SqliteLeaseStore(IndexedReads):
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM leases")
         for row in rows:
             index.apply(_lease(row, interned))
-        self._index = index
+        self._use_index(index)
 
 
 def _params(lease: Lease) -> tuple[object, ...]:
     return (
-        int(lease.address),
+        address_int(lease.address),
         lease.client_id,
         lease.chaddr,
-        lease.state.value,
+        lease.state._value_,  # .value is a Python-level property in 3.11; _value_ is the member's own attribute
         lease.subnet,
         lease.expires,
         lease.first_seen,

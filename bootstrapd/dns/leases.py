@@ -11,7 +11,7 @@ Not thread-safe: call it from the event loop thread that serves DNS.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
+import operator
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from bootstrapd.dns.names import host_label
 
 IPv4Address = ipaddress.IPv4Address
 ChangeListener = Callable[[bytes, IPv4Address], None]
+address_int: Callable[[IPv4Address], int] = operator.attrgetter("_ip")  # int(address) without a Python frame
 
 
 class LeaseRecords(Protocol):
@@ -40,7 +41,7 @@ def lease_name(hostname: str | None, chaddr: str) -> str:
     """
     if hostname and host_label(hostname) is not None:
         return hostname.rstrip("\x00").strip()
-    return "SEP" + "".join(ch for ch in chaddr if ch.isalnum()).upper()
+    return "SEP" + "".join(filter(str.isalnum, chaddr)).upper()
 
 
 class LeaseTable:
@@ -49,7 +50,8 @@ class LeaseTable:
     def __init__(self) -> None:
         self.by_label: dict[bytes, IPv4Address] = {}
         self.by_address: dict[IPv4Address, bytes] = {}
-        self._prefixes: Counter[tuple[int, ...]] = Counter()
+        # Leased addresses per leading one, two and three octets (bytes keys: built by slicing, no tuples).
+        self._prefixes: dict[bytes, int] = {}
         self.on_change: ChangeListener | None = None
 
     def __len__(self) -> int:
@@ -59,10 +61,12 @@ class LeaseTable:
         label = host_label(hostname)
         if label is None:
             return False
-        if self.by_label.get(label) == address:
-            return True
+        # `is not None` first: comparing None with an IPv4Address raises and catches an AttributeError inside
+        # ipaddress (the reflected __eq__), on every new device's first lease.
         old_address = self.by_label.get(label)
         if old_address is not None:
+            if old_address == address:
+                return True
             self._drop(label, old_address)
         old_label = self.by_address.get(address)
         if old_label is not None:
@@ -75,12 +79,15 @@ class LeaseTable:
 
     def remove(self, hostname: str, address: IPv4Address) -> None:
         label = host_label(hostname)
-        if label is not None and self.by_label.get(label) == address:
-            self._drop(label, address)
+        if label is None:
+            return
+        current = self.by_label.get(label)
+        if current is not None and current == address:
+            self._drop(label, current)
 
     def has_prefix(self, octets: tuple[int, ...]) -> bool:
         """True when some leased address starts with these octets (an empty non-terminal in in-addr.arpa)."""
-        return self._prefixes[octets] > 0
+        return bytes(octets) in self._prefixes
 
     def _drop(self, label: bytes, address: IPv4Address) -> None:
         del self.by_label[label]
@@ -89,11 +96,14 @@ class LeaseTable:
         self._changed(label, address)
 
     def _count(self, address: IPv4Address, delta: int) -> None:
-        packed = tuple(address.packed)
-        for n in range(1, 4):
-            self._prefixes[packed[:n]] += delta
-            if self._prefixes[packed[:n]] <= 0:
-                del self._prefixes[packed[:n]]
+        packed = address_int(address).to_bytes(4, "big")  # address.packed, without two Python calls
+        prefixes = self._prefixes
+        for key in (packed[:1], packed[:2], packed[:3]):
+            count = prefixes.get(key, 0) + delta
+            if count > 0:
+                prefixes[key] = count
+            else:
+                prefixes.pop(key, None)
 
     def _changed(self, label: bytes, address: IPv4Address) -> None:
         if self.on_change is not None:

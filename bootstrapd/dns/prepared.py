@@ -169,6 +169,11 @@ class PreparedCache:
         for name in depends_on:
             self._keys_by_name.setdefault(name, set()).add(key)
 
+    @property
+    def has_dependencies(self) -> bool:
+        """Some prepared reply depends on a name (invalidate() could drop something)."""
+        return bool(self._keys_by_name)
+
     def invalidate(self, names: Iterable[Name]) -> int:
         """Forget the replies that consulted any of `names`; returns how many were dropped."""
         dropped = 0

@@ -62,8 +62,11 @@ class Responder:
         self._get = self.cache.get
 
     def lease_changed(self, label: bytes, address: ipaddress.IPv4Address) -> None:
-        """LeaseTable listener: forget only the replies that consulted the lease's names."""
-        self.cache.invalidate(self.zone.lease_names(label, address))
+        """LeaseTable listener: forget only the replies that consulted the lease's names. With no prepared
+        reply that depends on any name there is nothing to forget, and the names are not worked out (a
+        DHCP burst's ACKs before the phones' first queries)."""
+        if self.cache.has_dependencies:
+            self.cache.invalidate(self.zone.lease_names(label, address))
 
     def respond(self, data: bytes, tcp: bool = False) -> Reply:
         """The reply to one query message (without the TCP length prefix)."""

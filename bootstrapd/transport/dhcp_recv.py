@@ -10,6 +10,7 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
 CMSG_SPACE = socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16)  # struct in_pktinfo, struct timeval
 _TIMEVAL = struct.Struct("@qq")
+_IPPROTO_IP, _SOL_SOCKET = socket.IPPROTO_IP, socket.SOL_SOCKET  # module attribute lookups, twice per datagram
 
 
 def ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
@@ -18,9 +19,9 @@ def ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[bool, float]:
     broadcast = False
     waited = 0.0
     for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+        if level == _IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
             broadcast = data[8:12] == b"\xff\xff\xff\xff" or data[11] == 255
-        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
+        elif level == _SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
             sec, usec = _TIMEVAL.unpack_from(data)
             waited = max(0.0, time.time() - (sec + usec / 1e6))
     return broadcast, waited
