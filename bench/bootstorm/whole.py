@@ -356,6 +356,7 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
     stuck.update(f"phone: resync {r.resync}: {r.resync_reason or r.reason} ({r.stage.value}, {r.attempts[-1:]})"
                  for r in reports if r.resync != "done")
     stuck.update(f"phone: upgrade {r.upgrade}: {r.resync_steps[-1:]}" for r in reports if r.upgrade != "done")
+    stuck.update(trace(d["mac"], ours, first) for d in rows if d["state"] != "done" and d["mac"] in acks)
     return Result(
         flood_rate, len(reports), last(acks), last(fetched), last(done_sink),
         report_done - first if report_done else inf,
@@ -367,6 +368,22 @@ def summarise(flood_rate: int, reports: list[PhoneReport], events: list[dict[str
         int(metrics.get("bootstrapd_syslog_kernel_receive_drops", -1)), *cpu,
         p99([r.seconds for r in reports if r.seconds is not None]),
         p99([r.resync_seconds for r in reports if r.resync_seconds is not None]), stuck=dict(stuck))
+
+
+def trace(mac: str, events: list[dict[str, Any]], first: float) -> str:
+    """What bootstrapd logged of one phone the report does not have `done`: its lease, then what came from
+    its address (file fetches: result and the MAC they were tied to; syslog lines: kind), times from `first`."""
+    address = next((e["address"] for e in events if e.get("event") == "dhcp.ack" and e.get("chaddr") == mac), None)
+    steps = []
+    for e in events:
+        name, t = e.get("event"), stamp(e) - first
+        if name == "dhcp.ack" and e.get("chaddr") == mac:
+            steps.append(f"ack {address} +{t:.2f}")
+        elif name == "files.fetch" and str(e.get("client", "")).split(":")[0] == address:
+            steps.append(f"fetch {e.get('path') or e.get('name')} {e.get('result')} mac={e.get('mac')} +{t:.2f}")
+        elif name == "syslog.message" and e.get("source") == address:
+            steps.append(f"syslog {e.get('kind')} +{t:.2f}")
+    return f"{mac}: " + "; ".join(steps[:8])
 
 
 def p99(values: list[float]) -> float:
