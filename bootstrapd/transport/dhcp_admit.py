@@ -5,7 +5,9 @@ seconds forms, and its replies reach phones that have already retransmitted (RFC
 or given up. So the work waiting is bounded by time, not by a packet count:
 
 - The queue admits at most what the worker serves in ADMISSION_S, at its measured cost per packet (a
-  moving average of each burst's time over its packets, the commit included), within
+  moving average of each burst's CPU time over its packets, the commit included; CPU, not wall time: a
+  loop descheduled for a moment on a busy box is no slower per packet, and shedding for it would turn a
+  hiccup into 4 s retransmissions for a floor powered on at once), within
   [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long (or one
   burst, on a machine so slow that MIN_ADMITTED packets take longer).
 - DISCOVERs wait in their own queue and the worker takes them last: any other message (mostly a
@@ -28,7 +30,7 @@ from bootstrapd.dhcp.codec import MessageType
 
 T = TypeVar("T")
 
-ADMISSION_S = 0.05  # tens of ms: far below a phone's retransmission timeout, well above one burst
+ADMISSION_S = 0.02  # tens of ms: far below a phone's retransmission timeout, well above one burst
 # Whatever the estimate says, a whole burst may wait: a floor's phones powered on together (hundreds of
 # DISCOVERs within milliseconds) are served in one or two bursts, not shed and left to retransmit after 4 s.
 MIN_ADMITTED = 256
