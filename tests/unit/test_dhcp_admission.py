@@ -102,7 +102,7 @@ def test_flood_is_shed_as_overload_with_bounded_queueing_and_no_lease_lost(tmp_p
     shed = _drops(metrics, "overload")
     assert shed >= FLOOD - MAX_ADMITTED
     assert offers + shed + _drops(metrics, "stale") == FLOOD  # every DISCOVER answered or counted
-    # What was answered waited about ADMISSION_S (50 ms), not the ~1 s of a 4,096-deep queue (or 5 s of 20,000).
+    # What was answered waited about ADMISSION_S (20 ms), not the ~1 s of a 4,096-deep queue (or 5 s of 20,000).
     waits = sorted(at - enqueued[o.message.xid] for o, at in replies)
     assert waits[-1] < 0.5, f"queue age up to {waits[-1]:.3f} s"
     # Durable, and no address given twice: every ACK's lease is BOUND on disk, every OFFER a distinct address.
