@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import csv
 import json
 import os
@@ -297,21 +298,12 @@ def run_once(phones: int, spread: float, flood_rate: int, sources: int, flood_se
 
 
 def renice_tree(pid: int, nice: int) -> None:
-    """The daemon and its worker processes (children, already spawned) at `nice`."""
-    pids, changed = [pid], True
-    while changed:
-        changed = False
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            child = int(stat.parent.name)
-            if int(fields[1]) in pids and child not in pids:
-                pids.append(child)
-                changed = True
-    for p in pids:
-        os.setpriority(os.PRIO_PROCESS, p, nice)
+    """The daemon and its worker processes (children, already spawned, and theirs) at `nice`."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for child in (task / "children").read_text().split():
+                renice_tree(int(child), nice)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
