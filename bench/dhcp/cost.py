@@ -146,7 +146,7 @@ async def serve(dora: int, wave: int, without: frozenset[str] = frozenset()) -> 
         server._process = counted  # type: ignore[method-assign]
         # The 5-second housekeeping (gauges: a count of every lease) costs per second, not per DORA; under
         # callgrind's 50x slow-down it would run 50 times as often and make the count depend on the load.
-        for task in server._tasks[1:]:
+        for task in server._tasks:
             task.cancel()
         settle_heap()  # as Service.main does once everything is started
         if dora:

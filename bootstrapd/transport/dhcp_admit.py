@@ -89,6 +89,12 @@ def prioritised(burst: list[Any], stale_before: float, on_stale: Callable[[str],
     """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
     DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
     usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
+    if len(burst) == 1:  # most bursts below capacity: nothing to reorder
+        item = burst[0]
+        if item[4] < stale_before and item[0][240:243] == DISCOVER_FIRST:
+            on_stale(item[1])
+            return []
+        return burst
     first: list[Any] = []
     last: list[Any] = []
     for item in burst:

@@ -12,13 +12,14 @@ send failed with EAGAIN, the phones' broadcast OFFERs included. So:
 2. Routed unicast replies go through the interface's UDP socket, whose send buffer is made as large as the
    kernel allows (SNDBUF_BYTES): room for what dead destinations queue before (3) notices them.
 3. A bound per destination. The kernel keeps at most unres_qlen_bytes (~208 KiB) queued per unresolved
-   next hop, but for 3 s per attempt and again on every attempt. Once per burst we read the socket's
-   queued bytes (SIOCOUTQ, one ioctl): a healthy destination's datagram leaves the buffer within
-   microseconds, so more than OUTQ_SUSPECT bytes means something waits on ARP. Then (at most every
-   DIAGNOSE_EVERY_S) the neighbour table says which next hops are unresolved; a destination recently sent
-   to whose next hop is unresolved in two diagnoses in a row (a new neighbour is unresolved for a
-   millisecond, a dead one for seconds) is held for HOLD_S: replies to it are dropped and counted
-   `destination_unreachable` instead of queued. A datagram from it lifts the hold early.
+   next hop, but for 3 s per attempt and again on every attempt. After a burst (at most every OUTQ_EVERY_S,
+   at once after an EAGAIN) we read the socket's queued bytes (SIOCOUTQ, one ioctl): a healthy
+   destination's datagram leaves the buffer within microseconds, so more than OUTQ_SUSPECT bytes means
+   something waits on ARP. Then (at most every DIAGNOSE_EVERY_S) the neighbour table says which next hops
+   are unresolved; a destination recently sent to whose next hop is unresolved in two diagnoses in a row (a
+   new neighbour is unresolved for a millisecond, a dead one for seconds) is held for HOLD_S: replies to it
+   are dropped and counted `destination_unreachable` instead of queued. A datagram from it lifts the hold
+   early.
 Nothing of (3) runs while the buffer stays empty: the hot path costs a dict store per unicast reply.
 """
 
@@ -40,6 +41,9 @@ SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SNDBUF_BYTES = 4 << 20  # SO_SNDBUF is capped at net.core.wmem_max unless CAP_NET_ADMIN allows FORCE
 OUTQ_SUSPECT = 64 << 10  # ~50 replies queued in the kernel: far above what resolved destinations leave
 DIAGNOSE_EVERY_S = 0.25
+# A dead next hop fills the buffer for seconds; at a few thousand bursts a second, one ioctl per burst was a
+# measurable share of a single-packet burst's cost.
+OUTQ_EVERY_S = 0.01
 HOLD_S = 5.0  # past one 3 s ARP attempt; a relay that is back waits at most this (its clients retransmit)
 IDLE_S = 5.0  # a destination not sent to for this long is forgotten
 MAX_TRACKED = 8192  # destinations remembered between prunes: bounds memory and a diagnosis (~1 us each)
@@ -73,6 +77,7 @@ class ReplySender:
         self._unicast_sent = False  # since the last check
         self._queue_full = False
         self._next_diagnosis = 0.0
+        self._next_outq = 0.0
         self._next_prune = 0.0
 
     def send(self, reply: Reply, target: str, now: float) -> DropReason | None:
@@ -124,6 +129,10 @@ class ReplySender:
             self._prune(now)
         if not (self._unicast_sent or self._queue_full) or now < self._next_diagnosis:
             return
+        if not self._queue_full:
+            if now < self._next_outq:
+                return
+            self._next_outq = now + OUTQ_EVERY_S
         self._unicast_sent = False
         if not self._queue_full and self._queued() < OUTQ_SUSPECT:
             self._suspects.clear()
