@@ -11,6 +11,7 @@ declare -A need=(
   [dnsperf]=dnsperf  # bench/dns and bench/mixed
   [tftp]=tftp-hpa [atftp]=atftp [busybox]=busybox [in.tftpd]=tftpd-hpa  # TFTP clients; bench/tftp's peer
   [chromium]=chromium  # the floor page in a real browser (tests)
+  [strace]=strace  # a lease is on disk before its ACK leaves, seen at the system-call level (tests)
 )
 missing=()
 for cmd in "${!need[@]}"; do

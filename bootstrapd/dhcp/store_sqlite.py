@@ -1,9 +1,15 @@
 """The embedded lease store: stdlib sqlite3 in WAL mode, `<state_dir>/leases.sqlite3`.
 
-Writes go to SQLite inside one open transaction; flush() commits it (synchronous=FULL: the WAL is fsynced),
-so a burst of packets costs one fsync. Reads are served from a LeaseIndex mirror loaded at open, which
-sees un-flushed writes. If SQLite fails, the transaction is rolled back and the mirror reloaded from what
-is durable, so reads never show a record that a later crash would lose.
+Writes go to SQLite inside one open transaction. flush() commits it and makes it durable: a COMMIT without
+a sync (synchronous=NORMAL), then one fdatasync of the WAL file, which is what synchronous=FULL does inside
+the COMMIT. The two halves are also offered apart, commit() and sync(): the DHCP shell commits on its event
+loop and waits for the disk in a thread (transport/dhcp_sync.py), and one fdatasync then covers every commit
+made while the previous one ran (group commit). Either way a burst of packets costs at most one fsync.
+
+Reads are served from a LeaseIndex mirror loaded at open, which sees un-flushed writes. If SQLite fails, the
+transaction is rolled back and the mirror reloaded from what is committed, so reads never show a record
+that a crash of the process would lose (a power cut may take commits not yet synced: no reply promised
+them, the shell sends a burst's replies only once its sync returned).
 
 Other processes (`bootstrapd leases`) read the database with open_readonly() while the daemon runs: WAL
 lets readers and the one writer proceed together. An exclusive flock on `leases.sqlite3.lock` keeps a
@@ -15,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -67,6 +74,10 @@ class SqliteLeaseStore(IndexedReads):
         self._lock_fd = lock_fd
         self._readonly = readonly
         self._closed = False
+        self._committed = 0  # commits so far (commit()'s sequence numbers)
+        self._synced = 0  # commits known durable
+        self._sync_lock = threading.Lock()  # sync() runs in the shell's sync thread and in flush()
+        self._wal_fd: int | None = None
         self._use_index(LeaseIndex())
         self._reload()
 
@@ -99,14 +110,56 @@ class SqliteLeaseStore(IndexedReads):
         return self._conn.in_transaction
 
     def flush(self) -> frozenset[IPv4Address]:
+        self.commit()
+        if self._synced < self._committed:
+            self.sync(self._committed)
+        return NO_LOST
+
+    def commit(self) -> int:
+        """COMMIT the open transaction without waiting for the disk: readers see it, a crash of this process
+        keeps it (it is in the kernel's page cache), a power cut may not until sync() returned. Returns its
+        sequence number (increasing), or 0 when nothing was pending. Raises StoreError as flush() does."""
         if not self._conn.in_transaction:
-            return NO_LOST
+            return 0
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as e:
             self._recover()
             raise StoreError(f"lease store commit failed, un-flushed leases discarded: {e}") from e
-        return NO_LOST
+        self._committed += 1
+        return self._committed
+
+    def sync(self, seq: int) -> int:
+        """Make the commits up to `seq` durable: one fdatasync of the WAL, which covers every commit made
+        before it started. Safe from another thread than the one that writes (it touches only the WAL's
+        file descriptor). Returns the highest durable sequence number. Raises StoreError if the disk fails."""
+        with self._sync_lock:
+            if seq <= self._synced:
+                return self._synced
+            target = self._committed  # every commit up to here has written its frames
+            try:
+                os.fdatasync(self._wal())
+            except OSError as e:
+                raise StoreError(f"lease store sync failed: {e}") from e
+            self._synced = max(self._synced, target)
+            return self._synced
+
+    def _wal(self) -> int:
+        """The WAL file's descriptor, opened at the first sync. SQLite keeps that file while this connection
+        is open; should it be gone all the same (st_nlink 0), the new one is opened."""
+        fd = self._wal_fd
+        if fd is not None and os.fstat(fd).st_nlink > 0:
+            return fd
+        if fd is not None:
+            os.close(fd)
+        self._wal_fd = fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        # A new WAL's name must survive a power cut too (synchronous=FULL syncs the directory as well).
+        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return fd
 
     def refresh(self) -> None:
         """The only writer: nothing to read back."""
@@ -119,6 +172,8 @@ class SqliteLeaseStore(IndexedReads):
             self.flush()
         finally:
             self._conn.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
 
@@ -246,7 +301,9 @@ def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode != "wal":
         raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
-    conn.execute("PRAGMA synchronous = FULL")  # every COMMIT fsyncs the WAL: flushed means durable
+    # COMMIT writes the WAL without syncing it; flush() and sync() fdatasync it (see the module docstring).
+    # NORMAL still syncs the WAL before a checkpoint copies it into the database, and the database after.
+    conn.execute("PRAGMA synchronous = NORMAL")
     if _version(conn, path) == 0:
         # One transaction: a crash while creating leaves version 0 and an empty file, created again.
         conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

@@ -15,8 +15,10 @@ import functools
 import ipaddress
 import logging
 import socket
+import sys
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +27,7 @@ from typing import Any
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.codec import MessageType, address_int, parse
 from bootstrapd.dhcp.engine import Engine
-from bootstrapd.dhcp.leases import Lease, LeaseState, LeaseStore
+from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState, LeaseStore
 from bootstrapd.dhcp.outcome import Drop, DropReason, Reply, Rx, Silent, lost_race
 from bootstrapd.dhcp.shard import WHOLE, Shard
 from bootstrapd.errors import ParseError, StoreError
@@ -33,6 +35,7 @@ from bootstrapd.observability.metrics import Metrics, model_label
 from bootstrapd.transport.dhcp_admit import ADMISSION_S, DISCOVER_FIRST, AdmissionQueue, peek_type, prioritised
 from bootstrapd.transport.dhcp_recv import CMSG_SPACE, IP_PKTINFO, SO_TIMESTAMP, ancillary, kernel_udp_drops
 from bootstrapd.transport.dhcp_send import ReplySender, enlarge_send_buffer
+from bootstrapd.transport.dhcp_sync import CommitSyncer
 from bootstrapd.transport.l2 import L2Sender, interface_address
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -55,6 +58,7 @@ OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/D
 # worker's client (transport/dhcp_worker.py ignores or forwards it); called before it is queued or counted.
 AdmitHook = Callable[[bytes, str, tuple[Any, int], bool, float], bool]
 Queued = tuple[bytes, str, tuple[Any, int], bool, float]  # (datagram, interface, source, broadcast, perf_counter)
+Served = tuple[Reply | Silent, str, float]  # (outcome, interface, perf_counter when it was queued)
 
 
 @dataclass
@@ -83,6 +87,11 @@ class DhcpServer:
         self._children: dict[tuple[int, str], Any] = {}
         self._admission: AdmissionQueue[Queued] = AdmissionQueue(ADMISSION_S)
         self._next_burst: asyncio.Handle | None = None  # the scheduled _drain while work waits
+        # Group commit (transport/dhcp_sync.py): bursts committed, their replies waiting for the disk.
+        self._syncer: CommitSyncer | None = None
+        self._commit: Callable[[], int] | None = None
+        self._parked: deque[tuple[int, list[Served]]] = deque()
+        self._deferred_cpu = 0.0  # CPU time spent delivering parked replies, charged to the next burst
         self._shed_count = 0  # shed since the last overload warning
         self._next_overload_log = 0.0
         self._listeners: dict[str, _Listener] = {}
@@ -111,6 +120,10 @@ class DhcpServer:
             sender = ReplySender(ifname, sock, l2, addr, self.site.listen.dhcp_port, self.log)
             self._listeners[ifname] = _Listener(ifname, sock, l2, addr, sender)
             self.log.info("dhcp.listening", interface=ifname, address=str(addr), port=self.site.listen.dhcp_port)
+        commit, sync = getattr(self.store, "commit", None), getattr(self.store, "sync", None)
+        if commit is not None and sync is not None and not self.store.shared:
+            self._commit = commit
+            self._syncer = CommitSyncer(sync, self._synced, loop)
         self._tasks = [asyncio.create_task(self._housekeeping())]
         self._update_gauges(time.time())
 
@@ -142,6 +155,7 @@ class DhcpServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._finish_parked()  # while the sockets are open: what was committed is answered
         loop = asyncio.get_running_loop()
         for listener in self._listeners.values():
             loop.remove_reader(listener.sock.fileno())
@@ -230,11 +244,12 @@ class DhcpServer:
             self._batch = None
             for child, n in batch.items():
                 child.inc(n)
-            self._admission.served(len(burst), time.thread_time() - started)
+            self._admission.served(len(burst), time.thread_time() - started + self._deferred_cpu)
+            self._deferred_cpu = 0.0
 
     def _serve(self, burst: list[Queued]) -> None:
         now = time.time()
-        outcomes: list[tuple[Reply | Silent, str, float]] = []
+        outcomes: list[Served] = []
         self._store_failed = False
         for data, ifname, addr, broadcast, t0 in prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
                                                               self._stale):
@@ -246,7 +261,16 @@ class DhcpServer:
         try:
             if self._store_failed:  # the store discarded this burst's earlier writes too
                 raise StoreError("a write of this burst failed")
-            lost = self.store.flush()  # durable before any ACK of this burst leaves (design.md convention 5)
+            if self._commit is not None:  # durable before any reply of this burst leaves, off the loop
+                seq = self._commit()
+                if seq:
+                    assert self._syncer is not None
+                    self._parked.append((seq, outcomes))
+                    self._syncer.request(seq)
+                    return
+                lost = NO_LOST  # nothing written: nothing to wait for
+            else:
+                lost = self.store.flush()  # durable before any ACK of this burst leaves (design.md convention 5)
         except StoreError as e:
             # The store discarded the burst's writes: no reply may promise a lease that is not on disk.
             self.log.error("dhcp.store_failed", error=str(e), replies_dropped=len(outcomes))
@@ -256,6 +280,10 @@ class DhcpServer:
             return
         if self.store.shared:
             self._remote_changes()
+        self._deliver(outcomes, lost)
+
+    def _deliver(self, outcomes: list[Served], lost: frozenset[ipaddress.IPv4Address]) -> None:
+        """Send a durable burst's replies, then its hooks (tracker, DNS records)."""
         mono = time.monotonic()
         latencies: list[float] = []
         for outcome, ifname, t0 in outcomes:
@@ -268,6 +296,43 @@ class DhcpServer:
         observe_all(self.metrics.dhcp_latency, latencies)
         for listener in self._listeners.values():
             listener.sender.check(mono)
+
+    def _synced(self, seq: int, error: Exception | None) -> None:
+        """From the sync thread, on the loop: the commits up to `seq` are durable (or the disk failed)."""
+        parked = self._parked
+        if not parked or parked[0][0] > seq:
+            return
+        started = time.thread_time()
+        batch: dict[Any, int] = {}
+        self._batch = batch
+        try:
+            while parked and parked[0][0] <= seq:
+                _, outcomes = parked.popleft()
+                if error is None:
+                    self._deliver(outcomes, NO_LOST)
+                    continue
+                # Not known to be on disk: no reply may promise it (the leases stay; a retry is answered).
+                self.log.error("dhcp.store_failed", error=str(error), replies_dropped=len(outcomes))
+                for _ in outcomes:
+                    self._drop(DropReason.STORE_FAILED)
+        finally:
+            self._batch = None
+            for child, n in batch.items():
+                child.inc(n)
+            self._deferred_cpu += time.thread_time() - started
+
+    def _finish_parked(self) -> None:
+        """At stop: make every commit durable here and answer what waited for it, then end the thread."""
+        syncer, self._syncer, self._commit = self._syncer, None, None
+        if syncer is None:
+            return
+        error: Exception | None = None
+        try:
+            self.store.flush()
+        except StoreError as e:
+            error = e
+        self._synced(sys.maxsize, error)
+        syncer.close()
 
     def _lost(self, outcome: Reply | Silent, ifname: str) -> None:
         """Another node wrote this address first: no reply, no lease hooks (it is not our lease)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
@@ -329,6 +330,29 @@ class TestSqliteStore:
             reader.close()
         finally:
             writer.close()
+
+    def test_commit_then_sync_from_another_thread_covers_every_earlier_commit(self, tmp_path: Path) -> None:
+        store = open_store(tmp_path)
+        try:
+            assert store.commit() == 0  # nothing pending
+            store.put(lease(10, 1))
+            first = store.commit()
+            store.put(lease(11, 2))
+            second = store.commit()
+            assert 0 < first < second
+            reader = open_readonly(tmp_path / DB_NAME)  # committed: other processes see it before the sync
+            assert [x.address for x in reader.iter_all()] == [ip(10), ip(11)]
+            reader.close()
+            synced: list[int] = []
+            thread = threading.Thread(target=lambda: synced.append(store.sync(first)))  # as the shell's thread
+            thread.start()
+            thread.join()
+            assert synced == [second]  # the one fdatasync made both commits durable
+            assert store.sync(second) == second
+            store.put(lease(12, 3))
+            assert store.flush() == frozenset() and store.commit() == 0  # flush() committed (and synced) it
+        finally:
+            store.close()
 
     def test_a_failed_write_leaves_the_durable_state_visible(self, tmp_path: Path) -> None:
         store = open_store(tmp_path, busy_timeout=0.05)
