@@ -17,6 +17,11 @@ or given up. So the work waiting is bounded by time, not by a packet count:
   DISCOVER too, and a REQUEST is refused only when no DISCOVER waits. The shell counts what is shed as
   drop reason `overload`, before parsing it: shedding costs a read and a counter, so capacity goes to
   the exchanges that are served.
+- A standing queue is shed too (after CoDel, RFC 8289: a good queue drains, a bad one stays): when the
+  oldest DISCOVER has waited more than TARGET_S at every take for INTERVAL_S, DISCOVERs older than
+  TARGET_S are shed from the head at each take (keeping one burst), until a take finds the head younger.
+  A floor powered on at once is a burst, served within tens of milliseconds and never shed; an offered
+  rate above capacity is answered at capacity with TARGET_S of queueing instead of the whole bound.
 """
 
 from __future__ import annotations
@@ -38,13 +43,19 @@ MAX_ADMITTED = 4096
 INITIAL_COST_S = 250e-6  # per packet before the first burst is measured (a slow machine's DORA half)
 SMOOTHING = 0.25  # weight of the latest burst in the cost estimate
 DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
+TARGET_S = 0.005  # the queueing a DISCOVER may see while the queue stands (CoDel's target)
+INTERVAL_S = 0.1  # how long the queue must stand above TARGET_S before its head is shed (CoDel's interval)
 
 
 class AdmissionQueue(Generic[T]):
     """Two FIFO queues (DISCOVERs and the rest) under one time bound; used from the event loop only."""
 
-    def __init__(self, bound_s: float = ADMISSION_S) -> None:
+    def __init__(self, bound_s: float = ADMISSION_S, arrival: Callable[[T], float] | None = None) -> None:
+        """`arrival`: an item's enqueue time (the clock take()'s `now` reads); without it no standing queue
+        is recognised."""
         self.bound_s = bound_s
+        self._arrival = arrival
+        self._standing_since: float | None = None  # since when the oldest DISCOVER waited > TARGET_S
         self.first: deque[T] = deque()  # everything but DISCOVERs, served first
         self.discovers: deque[T] = deque()
         self.cost_s = INITIAL_COST_S
@@ -64,15 +75,34 @@ class AdmissionQueue(Generic[T]):
         (discovers if discover else first).append(item)
         return discovers.popleft()
 
-    def take(self, n: int) -> list[T]:
-        """Up to `n` items: the non-DISCOVERs first, then DISCOVERs, each in arrival order."""
+    def take(self, n: int, now: float = 0.0, shed: Callable[[T], None] | None = None) -> list[T]:
+        """Up to `n` items: the non-DISCOVERs first, then DISCOVERs, each in arrival order. DISCOVERs of a
+        standing queue (module docstring) go to `shed` instead."""
         first, discovers = self.first, self.discovers
         burst: list[T] = []
         while first and len(burst) < n:
             burst.append(first.popleft())
+        if discovers and len(burst) < n and self._arrival is not None and shed is not None:
+            self._shed_standing(now, n - len(burst), shed)
         while discovers and len(burst) < n:
             burst.append(discovers.popleft())
         return burst
+
+    def _shed_standing(self, now: float, keep: int, shed: Callable[[T], None]) -> None:
+        """Shed the standing queue's head, but never below `keep` (this take's room): on a machine slower
+        than TARGET_S per burst the worker still gets full bursts, so it keeps serving at its capacity."""
+        arrival, discovers = self._arrival, self.discovers
+        assert arrival is not None
+        oldest = now - TARGET_S
+        if arrival(discovers[0]) >= oldest:
+            self._standing_since = None
+            return
+        if self._standing_since is None:
+            self._standing_since = now
+        if now - self._standing_since < INTERVAL_S:
+            return
+        while len(discovers) > keep and arrival(discovers[0]) < oldest:
+            shed(discovers.popleft())
 
     def served(self, packets: int, seconds: float) -> None:
         """A burst of `packets` took `seconds` of the worker: update the cost estimate and the bound."""

@@ -8,6 +8,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 import structlog
 from fake_client import make_site
 
@@ -17,7 +18,7 @@ from bootstrapd.dhcp.leases import LeaseState
 from bootstrapd.dhcp.store_sqlite import open_store
 from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport.dhcp import DhcpServer
-from bootstrapd.transport.dhcp_admit import MAX_ADMITTED, MIN_ADMITTED, AdmissionQueue
+from bootstrapd.transport.dhcp_admit import INTERVAL_S, MAX_ADMITTED, MIN_ADMITTED, TARGET_S, AdmissionQueue
 
 SOURCE = ("0.0.0.0", 68)
 SERVER_ID = IPv4Address("198.18.0.1")
@@ -50,6 +51,47 @@ def test_queue_sheds_discovers_first_and_serves_requests_first() -> None:
     assert q.admit("r4", discover=False) == "r4"  # only REQUESTs wait: the newcomer is refused
     assert q.admit("d4", discover=True) == "d4"
     assert q.take(10) == ["r1", "r2", "r3"]
+
+
+def _arrival(item: tuple[str, float]) -> float:
+    return item[1]
+
+
+def test_a_burst_of_discovers_drains_unshed() -> None:
+    """A floor powered on at once: 1,000 DISCOVERs within a millisecond, served 64 every 3 ms."""
+    q: AdmissionQueue[tuple[str, float]] = AdmissionQueue(arrival=_arrival)
+    q.limit = 2000
+    for i in range(1000):
+        q.admit((f"d{i}", i * 1e-6), discover=True)
+    shed: list[tuple[str, float]] = []
+    served, now = 0, 0.0
+    while len(q):
+        now += 0.003
+        served += len(q.take(64, now, shed.append))
+    assert served == 1000 and shed == []  # ~47 ms to drain: a good queue
+
+
+@pytest.mark.parametrize("spacing", [0.003, 0.008])  # a burst's service time: below and above TARGET_S
+def test_a_standing_queue_is_shed_to_the_target_and_the_rest_served_at_capacity(spacing: float) -> None:
+    """DISCOVERs arrive at 1.25 times what the worker serves (64 every `spacing` seconds) for 2 s."""
+    q: AdmissionQueue[tuple[str, float]] = AdmissionQueue(arrival=_arrival)
+    q.limit = MAX_ADMITTED
+    rate = 1.25 * 64 / spacing
+    shed: list[tuple[str, float]] = []
+    waits: list[float] = []
+    arrived = takes = 0
+    while (now := takes * spacing) < 2.0:
+        takes += 1
+        while arrived < now * rate:
+            q.admit((f"d{arrived}", arrived / rate), discover=True)
+            arrived += 1
+        waits += [now - t for _, t in q.take(64, now, shed.append)]
+    assert len(waits) >= (takes - 2) * 64  # at capacity all along: the queue never ran dry
+    late = waits[len(waits) // 4:]  # once the queue stood for INTERVAL_S
+    # The target, or one burst's worth when the worker takes longer than the target per burst.
+    assert max(late) < max(TARGET_S, 64 / rate) + spacing + 1e-9, max(late)
+    assert max(waits) > INTERVAL_S / 5  # before that it grew: a burst is not shed at once
+    assert len(shed) + len(q) + len(waits) == arrived  # every DISCOVER served, shed or waiting
 
 
 def test_bound_follows_the_measured_cost() -> None:
