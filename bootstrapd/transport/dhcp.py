@@ -174,6 +174,18 @@ class DhcpServer:
 
     # -- receive ------------------------------------------------------------------------------------------
     def _readable(self, sock: socket.socket, ifname: str) -> None:
+        syncer = self._syncer
+        if syncer is not None:
+            syncer.busy = True
+        try:
+            self._read(sock, ifname)
+        finally:
+            if syncer is not None:  # replies whose sync finished meanwhile leave now (dhcp_sync.py)
+                syncer.busy = False
+                if self._parked and self._parked[0][0] <= max(syncer.durable, syncer.failed):
+                    self._synced()
+
+    def _read(self, sock: socket.socket, ifname: str) -> None:
         try:
             for _ in range(READ_LIMIT):  # bounded work per wake-up; the rest waits in the kernel buffer
                 try:
@@ -228,13 +240,19 @@ class DhcpServer:
         """Serve one burst; if more waits, the next burst is a turn of the loop away, so that the readers
         (and DNS, files, syslog) run between bursts."""
         self._next_burst = None
-        admission = self._admission
-        if admission:
-            try:
+        admission, syncer = self._admission, self._syncer
+        if syncer is not None:
+            syncer.busy = True
+        try:
+            if admission:
                 self._process(admission.take(BURST_LIMIT, time.perf_counter(), self._shed))
-            finally:
-                if admission and self._next_burst is None:
-                    self._next_burst = asyncio.get_running_loop().call_soon(self._drain)
+        finally:
+            if admission and self._next_burst is None:
+                self._next_burst = asyncio.get_running_loop().call_soon(self._drain)
+            if syncer is not None:
+                syncer.busy = False
+                if self._parked and self._parked[0][0] <= max(syncer.durable, syncer.failed):
+                    self._synced()
 
     def _process(self, burst: list[Queued]) -> None:
         started = time.thread_time()
@@ -299,21 +317,27 @@ class DhcpServer:
         for listener in self._listeners.values():
             listener.sender.check(mono)
 
-    def _synced(self, seq: int, error: Exception | None) -> None:
-        """From the sync thread, on the loop: the commits up to `seq` are durable (or the disk failed)."""
+    def _synced(self) -> None:
+        """On the loop: the sync thread finished a sync (dhcp_sync.py)."""
+        syncer = self._syncer
+        if syncer is not None:
+            self._release(syncer.durable, syncer.failed, syncer.error)
+
+    def _release(self, durable: int, failed: int, error: Exception | None) -> None:
+        """Send the parked replies of the commits up to `durable`; drop those up to `failed` (their sync
+        failed: not known to be on disk, no reply may promise them; the leases stay, a retry is answered)."""
         parked = self._parked
-        if not parked or parked[0][0] > seq:
+        if not parked or parked[0][0] > max(durable, failed):
             return
         started = time.thread_time()
         batch: dict[Any, int] = {}
         self._batch = batch
         try:
-            while parked and parked[0][0] <= seq:
-                _, outcomes = parked.popleft()
-                if error is None:
+            while parked and parked[0][0] <= max(durable, failed):
+                seq, outcomes = parked.popleft()
+                if seq > failed:
                     self._deliver(outcomes, NO_LOST)
                     continue
-                # Not known to be on disk: no reply may promise it (the leases stay; a retry is answered).
                 self.log.error("dhcp.store_failed", error=str(error), replies_dropped=len(outcomes))
                 for _ in outcomes:
                     self._drop(DropReason.STORE_FAILED)
@@ -328,13 +352,12 @@ class DhcpServer:
         syncer, self._syncer, self._commit = self._syncer, None, None
         if syncer is None:
             return
-        error: Exception | None = None
+        syncer.close()
         try:
             self.store.flush()
         except StoreError as e:
-            error = e
-        self._synced(sys.maxsize, error)
-        syncer.close()
+            self._release(0, sys.maxsize, e)
+        self._release(sys.maxsize, syncer.failed, syncer.error)
 
     def _lost(self, outcome: Reply | Silent, ifname: str) -> None:
         """Another node wrote this address first: no reply, no lease hooks (it is not our lease)."""

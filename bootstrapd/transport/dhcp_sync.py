@@ -19,22 +19,31 @@ import threading
 from collections.abc import Callable
 
 SyncFn = Callable[[int], int]  # sync(seq) -> the highest durable sequence number; raises on failure
-DoneFn = Callable[[int, Exception | None], None]  # on the loop: (durable up to, error or None)
 
 
 class CommitSyncer:
-    """One thread that makes commits durable in order and reports each to the loop."""
+    """One thread that makes commits durable in order and tells the loop.
 
-    def __init__(self, sync: SyncFn, done: DoneFn, loop: asyncio.AbstractEventLoop) -> None:
+    The loop reads `durable` (and `failed`/`error`) itself at the end of each of its DHCP callbacks; the
+    thread wakes it (`call_soon_threadsafe(on_synced)`: a write to the loop's self-pipe, one more turn of the
+    loop) only when it finished a sync while the loop was not inside one (`busy` False). The loop clears
+    `busy` before it reads `durable`, and the thread sets `durable` before it reads `busy`, so under the GIL
+    one of the two always sees the other's write."""
+
+    def __init__(self, sync: SyncFn, on_synced: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
         self._sync = sync
-        self._done = done
+        self._on_synced = on_synced
         self._loop = loop
+        self.durable = 0  # every commit up to this one is on disk
+        self.failed = 0  # the syncs of the commits up to this one failed (their replies are dropped)
+        self.error: Exception | None = None  # why
+        self.busy = False  # the loop is inside a DHCP callback and reads `durable` at its end
         self._requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dhcp-sync", daemon=True)
         self._thread.start()
 
     def request(self, seq: int) -> None:
-        """Make commit `seq` durable; done() follows on the loop (from the loop's thread only)."""
+        """Make commit `seq` durable (from the loop's thread only)."""
         self._requests.put(seq)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -56,12 +65,13 @@ class CommitSyncer:
                         stopping = True
                         break
                     seq = max(seq, more)
-            error: Exception | None = None
             try:
-                seq = self._sync(seq)
+                self.durable = max(self.durable, self._sync(seq))
             except Exception as e:  # the disk failed (StoreError): the loop drops the parked replies
-                error = e
+                self.error, self.failed = e, max(self.failed, seq)
+            if self.busy:
+                continue  # the loop reads `durable` when its callback ends
             try:
-                self._loop.call_soon_threadsafe(self._done, seq, error)
+                self._loop.call_soon_threadsafe(self._on_synced)
             except RuntimeError:  # the loop is closed: the shell delivered what was parked at its stop
                 return
