@@ -14,9 +14,13 @@ are the phone's, and its stage moves past `leased`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -26,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bootstrapd.lab import Host, Lab, staging_lan
+from bootstrapd.transport.dhcp_channel import decode_records, pair
 from tests.integration.daemon import Daemon, files_section, site_config
 from tests.integration.dhcp_client import RawClient, mac
 from tests.integration.test_dhcp_clients import need
@@ -180,3 +186,107 @@ def test_a_phone_that_asks_right_after_its_ack_is_known_by_its_lease(env: RaceLa
     if row.get("stage") != stage:
         wrong.append(f"stage {row.get('stage')}, not {stage}")
     assert not wrong, wrong
+
+
+# In the server's namespace: every DHCPACK that leaves `stg0`, with the kernel's timestamp of its departure
+# (SO_TIMESTAMPNS on a packet socket, which sees outgoing frames), as one JSON line {yiaddr: ns} when stdin
+# closes.
+ACK_SNIFFER = """
+import json, select, socket, struct, sys
+SO_TIMESTAMPNS = 35
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL: outgoing frames too
+s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+s.bind(("stg0", 0))
+print(json.dumps({"ready": True}), flush=True)
+acks = {}
+while True:
+    ready = select.select([s, sys.stdin], [], [])[0]
+    if sys.stdin in ready and not sys.stdin.readline():
+        break
+    if s not in ready:
+        continue
+    frame, anc, _, _ = s.recvmsg(2048, 64)
+    if len(frame) < 42 or frame[12:14] != b"\\x08\\x00" or frame[23] != 17:
+        continue
+    udp = 14 + (frame[14] & 15) * 4
+    if frame[udp:udp + 2] != b"\\x00\\x43":
+        continue
+    bootp = frame[udp + 8:]
+    opts, i, mtype = bootp[240:], 0, None
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        if opts[i] == 53:
+            mtype = opts[i + 2]
+        i += 2 + opts[i + 1]
+    if mtype == 5:
+        sec, ns = struct.unpack("qq", anc[0][2][:16])
+        acks.setdefault(socket.inet_ntoa(bootp[16:20]), sec * 10**9 + ns)
+print(json.dumps(acks), flush=True)
+"""
+SO_TIMESTAMPNS = 35  # socket(7): SCM_TIMESTAMPNS, a struct timespec
+
+
+def stamped(sock: socket.socket) -> Iterator[tuple[int, list[list[Any]]]]:
+    """(kernel receive timestamp in ns, records) of every datagram waiting on our end of a channel."""
+    while True:
+        try:
+            data, anc, _, _ = sock.recvmsg(1 << 16, 64)
+        except BlockingIOError:
+            return
+        sec, ns = struct.unpack("qq", anc[0][2][:16])
+        yield sec * 10**9 + ns, decode_records(data)
+
+
+def test_a_worker_writes_a_burst_s_leases_to_the_channel_before_its_acks_leave(tmp_path: Path) -> None:
+    """The real worker process (`bootstrapd dhcp-worker`), with this test as its main process: the `bound`
+    lease event of every ACK of a burst is in the channel before that ACK leaves the interface (the
+    kernel's timestamps of both, on one clock), so a phone can never ask the main process anything before
+    the main process could know its lease."""
+    require_lab()
+    lab = Lab()
+    worker: subprocess.Popen[Any] | None = None
+    try:
+        lan = staging_lan(lab, clients=1)
+        site = site_config(dhcp__workers=1, logging={"format": "json", "level": "info"},
+                           state_dir=str(tmp_path / "state"))
+        (tmp_path / "state").mkdir()
+        site_path = tmp_path / "site.yaml"
+        site_path.write_text(yaml.safe_dump(site, sort_keys=False))
+        channel, child = pair()
+        inbox_send, inbox_recv = pair()
+        channel.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        fds = [child.fileno(), inbox_recv.fileno(), inbox_send.fileno()]
+        with open(tmp_path / "worker.log", "w") as log:
+            worker = lan.server.popen([sys.executable, "-m", "bootstrapd", "dhcp-worker", "-c", str(site_path),
+                                       "--index", "0", "--count", "1", "--fds", ",".join(map(str, fds))],
+                                      pass_fds=fds, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not any(r[0] == "R" for _, records in stamped(channel) for r in records):
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "the worker never said it was ready"
+            select.select([channel], [], [], 0.5)
+        sniffer = lan.server.popen([sys.executable, "-c", ACK_SNIFFER], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        assert sniffer.stdout is not None
+        assert json.loads(sniffer.stdout.readline()) == {"ready": True}
+        phones = [mac(900 + n) for n in range(40)]
+        with RawClient(lan.clients[0]) as client:
+            acks = client.dora(phones, vendor_class=MODEL)  # 40 REQUESTs, answered in one or a few bursts
+        assert len(acks) == len(phones)
+        time.sleep(0.5)
+        left = json.loads(sniffer.communicate(timeout=10)[0])  # (closes its stdin)
+        bound: dict[str, int] = {}
+        for ns, records in stamped(channel):
+            for r in records:
+                if r[0] == "L" and r[1] == "bound":
+                    bound.setdefault(str(ipaddress.IPv4Address(r[2][0])), ns)
+        assert set(left) == set(bound) == {a.yiaddr for a in acks.values()}
+        late = {a: round((bound[a] - left[a]) / 1e3, 1) for a in left if bound[a] >= left[a]}
+        assert not late, f"lease events after their ACK left (us): {late}"
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            worker.wait(10)
+        lab.close()
