@@ -148,7 +148,9 @@ class SyslogServer:
             self._shedding = False
             self._log.info("syslog.shedding_ended")
         budget = RECV_BUDGET * SHED_WEIGHT
-        unknown: list[tuple[bytes, str]] = []  # while shedding: from senders without a lease (yet)
+        # While shedding: what came from senders without a lease (yet), kept until the end of the wakeup (at
+        # most RECV_BUDGET * SHED_WEIGHT datagrams of up to MAX_DATAGRAM bytes).
+        unknown: list[tuple[bytes, str]] = []
         try:
             while budget > 0:
                 try:
@@ -184,7 +186,8 @@ class SyslogServer:
                 if known(host):
                     count -= 1
                     self.handle(data, IPv4Address(host), host)
-        self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + count
+        if count:
+            self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + count
 
     def handle(self, data: bytes, source: IPv4Address, host: str | None = None) -> SyslogMessage | None:
         """One datagram from `source` (`host`: its dotted quad when the caller has it; str() of an address
