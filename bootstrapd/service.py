@@ -22,6 +22,7 @@ from bootstrapd.observability.metrics import Metrics
 from bootstrapd.transport.floorpage import Job, PlaceholderReport, ReportProvider
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from ipaddress import IPv4Address
 
     from bootstrapd.files.identify import LeaseInfo
@@ -132,6 +133,9 @@ class Service:
         self.merged: Any = None  # MergedRegistry with dhcp.workers >= 1
         self._probe: asyncio.Task[Any] | None = None
         self._store_up = True
+        # With dhcp.workers: read what waits on the workers' channels now (DhcpWorkers.drain), for a lookup
+        # by address that missed; how many datagrams were read.
+        self._drain: Callable[[], int] | None = None
         self._stop = asyncio.Event()
 
     async def main(self) -> int:
@@ -202,6 +206,9 @@ class Service:
                                    on_outcome=self.devices.dhcp_outcome)
             self.dhcp.on_store_state = self._store_state
         await self.dhcp.start()
+        if site.dhcp.workers:  # a lookup by address that misses reads the channels first (DhcpWorkers.drain)
+            self._drain = self.dhcp.drain
+            self.devices.refresh = self.dhcp.drain
         if site.files is not None:
             from bootstrapd.transport.fileservice import FileService
 
@@ -211,7 +218,7 @@ class Service:
             from bootstrapd.transport.syslog import SyslogServer
 
             self.syslog = SyslogServer(site, self.metrics, self.log, on_message=self._syslog_message,
-                                       known=self.devices.knows_address)
+                                       known=self.devices.knows_address, refresh=self._drain)
             await self.syslog.start()
         self.devices.start()
         self._start_central()
@@ -276,8 +283,14 @@ class Service:
     def _lease_of(self, address: IPv4Address) -> LeaseInfo | None:
         """The current holder of `address`, for the file service's device identification."""
         lease = self.dhcp.store.get_by_address(address) if self.dhcp is not None else None
-        if lease is None or effective_state(lease, time.time()) is not LeaseState.BOUND:
-            return None
+        now = time.time()
+        if lease is None or effective_state(lease, now) is not LeaseState.BOUND:
+            # A client quicker than our turn for the DHCP workers' channel: its lease may be waiting there.
+            if self._drain is None or not self._drain():
+                return None
+            lease = self.dhcp.store.get_by_address(address)
+            if lease is None or effective_state(lease, now) is not LeaseState.BOUND:
+                return None
         from bootstrapd.files.identify import LeaseInfo
 
         return LeaseInfo(lease.chaddr[:6].hex(":"), lease.vendor_class, lease.device_class)

@@ -117,6 +117,10 @@ class DeviceTracker:
         self._targets: tuple[Site | None, frozenset[str]] = (None, frozenset())
         self._inventory: tuple[Site | None, Inventory | None, frozenset[bytes]] = (None, None, frozenset())
         self._timer: asyncio.TimerHandle | None = None
+        # With dhcp.workers: reads what waits on the workers' channels (leases, replies) and returns how many
+        # datagrams it read. An attribution by address that misses calls it and looks again: a phone may
+        # ask us something before our loop's turn for the channel that carries its ACK's lease.
+        self.refresh: Callable[[], int] | None = None
         self._writer = Writer(open_writer(self.path), log, ship=ship)
         rows = self._writer.conn.execute(f"SELECT {COLUMNS} FROM devices ORDER BY last_seen").fetchall()
         for d in sorted((device(r) for r in rows), key=lambda d: d.funnel.since):
@@ -194,7 +198,13 @@ class DeviceTracker:
     def dns_query(self, client: str, qname: str, qtype: int, rcode: Rcode) -> None:
         """From the DNS shell (on the hot path: the address lookup comes first and mostly ends it)."""
         chaddr = self._by_address.get(client)
-        if chaddr is None or rcode != Rcode.NOERROR:
+        if chaddr is None:
+            # A phone's first query after its ACK is its SRV lookup (an A query for a target counts only
+            # after it): its lease may still wait in the DHCP workers' channel.
+            if (rcode != Rcode.NOERROR or qtype != QTYPE_SRV or not qname.startswith("_ciscoprov")
+                    or not self._refreshed() or (chaddr := self._by_address.get(client)) is None):
+                return
+        elif rcode != Rcode.NOERROR:
             return
         d = self._devices.get(chaddr)
         if d is None:
@@ -208,9 +218,15 @@ class DeviceTracker:
             return
         self._event(chaddr, self._clock(), kind)
 
+    def _refreshed(self) -> bool:
+        """After a miss: did the DHCP workers' channels hold anything (now read)?"""
+        return self.refresh is not None and self.refresh() > 0
+
     def file_fetch(self, outcome: Fetched | Refused) -> None:
         """From the file service's shells (TFTP, HTTP, HTTPS): each transfer's outcome, when it ends."""
         found = fetch_event(outcome, self._by_address.get)
+        if found is None and self._refreshed():
+            found = fetch_event(outcome, self._by_address.get)
         if found is None:
             self._count_unattributed("files")
             return
@@ -222,6 +238,8 @@ class DeviceTracker:
     def syslog_message(self, now: float, source: ipaddress.IPv4Address, msg: SyslogMessage) -> None:
         """From the syslog sink: each message, with its receive time and source address."""
         found = syslog_event(source, msg, self._by_address.get)
+        if found is None and self._refreshed():
+            found = syslog_event(source, msg, self._by_address.get)
         if found is None:
             self._count_unattributed("syslog")
             return

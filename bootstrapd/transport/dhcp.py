@@ -56,6 +56,10 @@ _LABEL = {t: t.name.lower() for t in MessageType}  # metric labels (Enum.name is
 
 LeaseHook = Callable[[str, Lease], None]  # (event, lease) after durable commit
 OutcomeHook = Callable[[Reply | Silent], None]  # every reply sent and RELEASE/DECLINE, after durable commit
+# Given (a DHCP worker: transport/dhcp_worker.py), the hooks of a burst run before its replies are sent and
+# this is called between the two: the worker writes the hooks' channel records, so that the main process can
+# read a lease before its client, which gets the ACK, can ask the main process for anything.
+BeforeSend = Callable[[], None]
 # (datagram, interface, source, broadcast, seconds it waited already) -> serve it here? False: another
 # worker's client (transport/dhcp_worker.py ignores or forwards it); called before it is queued or counted.
 AdmitHook = Callable[[bytes, str, tuple[Any, int], bool, float], bool]
@@ -75,7 +79,8 @@ class _Listener:
 class DhcpServer:
     def __init__(self, site: Site, store: LeaseStore, metrics: Metrics, log: Any,
                  on_lease: LeaseHook | None = None, on_outcome: OutcomeHook | None = None,
-                 shard: Shard = WHOLE, admit: AdmitHook | None = None) -> None:
+                 shard: Shard = WHOLE, admit: AdmitHook | None = None,
+                 before_send: BeforeSend | None = None) -> None:
         self.site = site
         self.store = store
         self.metrics = metrics
@@ -84,6 +89,7 @@ class DhcpServer:
         self._admit = admit
         self._on_lease = on_lease
         self._on_outcome = on_outcome
+        self._before_send = before_send
         check = getattr(log, "is_enabled_for", None)
         self._log_info = bool(check(logging.INFO)) if check is not None else True
         self._children: dict[tuple[int, str], Any] = {}
@@ -306,16 +312,37 @@ class DhcpServer:
         """Send a durable burst's replies, then its hooks (tracker, DNS records)."""
         mono = time.monotonic()
         latencies: list[float] = []
+        if self._before_send is not None:  # a worker: the burst's channel records before its replies
+            self._hooks_first(outcomes, lost, mono, latencies, self._before_send)
+        else:
+            for outcome, ifname, t0 in outcomes:
+                if lost and lost_race(outcome, lost):
+                    self._lost(outcome, ifname)
+                    continue
+                if isinstance(outcome, Reply) and self._send(outcome, ifname, mono):
+                    latencies.append(time.perf_counter() - t0)
+                self._after(outcome)  # the lease is durable whether or not its reply left
+        observe_all(self.metrics.dhcp_latency, latencies)
+        for listener in self._listeners.values():
+            listener.sender.check(mono)
+
+    def _hooks_first(self, outcomes: list[tuple[Reply | Silent, str, float]], lost: frozenset[Any], mono: float,
+                     latencies: list[float], before_send: BeforeSend) -> None:
+        """With `before_send`: every hook of the burst, then `before_send` (the DHCP worker writes the
+        records to the main process), then the replies. A client acts on its ACK (HTTP, TFTP, syslog to the
+        main process) only after the main process's channel holds its lease."""
+        sending: list[tuple[Reply, str, float]] = []
         for outcome, ifname, t0 in outcomes:
             if lost and lost_race(outcome, lost):
                 self._lost(outcome, ifname)
                 continue
-            if isinstance(outcome, Reply) and self._send(outcome, ifname, mono):
+            self._after(outcome)  # the lease is durable whether or not its reply leaves
+            if isinstance(outcome, Reply):
+                sending.append((outcome, ifname, t0))
+        before_send()
+        for reply, ifname, t0 in sending:
+            if self._send(reply, ifname, mono):
                 latencies.append(time.perf_counter() - t0)
-            self._after(outcome)  # the lease is durable whether or not its reply left
-        observe_all(self.metrics.dhcp_latency, latencies)
-        for listener in self._listeners.values():
-            listener.sender.check(mono)
 
     def _synced(self) -> None:
         """On the loop: the sync thread finished a sync (dhcp_sync.py)."""

@@ -95,7 +95,8 @@ class Worker:
             return 1
         admit = None if self.shard.whole else self.admit
         self.server = DhcpServer(self.site, store, self.metrics, self.log, on_lease=self.lease_event,
-                                 on_outcome=self.outcome, shard=self.shard, admit=admit)
+                                 on_outcome=self.outcome, shard=self.shard, admit=admit,
+                                 before_send=self.sender.flush)  # a burst's records before its replies
         try:
             await self.server.start()
         except OSError as e:

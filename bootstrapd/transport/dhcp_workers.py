@@ -34,6 +34,10 @@ START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 RESTART_DELAYS_S = (0.2, 1.0, 5.0)  # after the 1st, 2nd, 3rd+ death in a row (a worker up 60 s resets it)
 STABLE_S = 60.0
+# Datagrams (of up to 64 records) a lookup that missed reads from each channel at most (drain): 0.8 ms each
+# when full of new devices' ACKs, so a miss costs the loop at most ~25 ms (work the loop would do anyway, a
+# datagram per turn), and one recv (~2 us) when the channel is empty.
+DRAIN_LIMIT = 32
 LeaseHook = Callable[[str, Lease], None]
 EventHook = Callable[[MessageType | None, Lease, str | None], None]  # DeviceTracker.dhcp_event
 
@@ -175,21 +179,42 @@ class DhcpWorkers:
     # -- the channel --------------------------------------------------------------------------------------
     def _readable(self, slot: _Slot) -> None:
         """One datagram (up to 64 records) per callback: DNS and the rest get the loop in between."""
+        self._take(slot)
+
+    def drain(self) -> int:
+        """Read what waits on the channels now, without blocking: at most DRAIN_LIMIT datagrams each; how
+        many were read. For a lookup by source address that missed (a fetch, a syslog datagram, a tracker
+        attribution): a worker writes a burst's records before its replies leave, so the lease of a client
+        that asks us anything after its ACK is in the channel, but its request's socket may have come
+        before the channel in this loop turn, or the channel may hold a backlog."""
+        n = 0
+        for slot in self._slots:
+            for _ in range(DRAIN_LIMIT):
+                if not self._take(slot):
+                    break
+                n += 1
+        return n
+
+    def _take(self, slot: _Slot) -> bool:
+        """Handle one datagram of `slot`'s channel; False when none was waiting."""
         try:
             datagram = slot.channel.recv(1 << 16)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
+        except OSError:  # closed (at stop)
+            return False
         try:
             records = decode_records(datagram)
         except ValueError:
             self.metrics.dhcp_channel_drops.inc()
-            return
+            return True
         for record in records:
             try:
                 self._record(slot, record)
             except (ValueError, KeyError, TypeError) as e:
                 self.metrics.dhcp_channel_drops.inc()
                 self.log.warning("dhcp.channel_bad_record", worker=slot.index, error=repr(e))
+        return True
 
     def _record(self, slot: _Slot, record: list[Any]) -> None:
         kind = record[0]

@@ -71,10 +71,13 @@ class SyslogServer:
 
     def __init__(self, site: Site, metrics: Metrics, log: Any | None = None, *,
                  on_message: MessageHook | None = None, known: KnownSource | None = None,
-                 bind: tuple[str, int] | None = None, clock: Callable[[], float] = time.monotonic,
+                 refresh: Callable[[], int] | None = None, bind: tuple[str, int] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         """`bind` overrides (listen.address, syslog.port), e.g. ("127.0.0.1", 0) in tests; without `known`
-        the sink never sheds."""
+        the sink never sheds. `refresh` (dhcp.workers >= 1): read the leases waiting in the DHCP workers'
+        channels, returning how many datagrams it read; a wakeup that would shed calls it once and asks
+        `known` again."""
         conf = site.syslog
         if conf is None:
             raise ValueError("the site has no syslog section")
@@ -84,6 +87,7 @@ class SyslogServer:
         self._rcvbuf = conf.receive_buffer
         self._on_message = on_message
         self._known = known
+        self._refresh = refresh
         self._shed_until = 0.0  # clock(): shed while before this
         self._shedding = False  # for the log: one event when shedding starts, one when it ends
         self._clock, self._wall = clock, wall
@@ -143,30 +147,47 @@ class SyslogServer:
         if self._shedding and not shed:
             self._shedding = False
             self._log.info("syslog.shedding_ended")
-        budget, shed_count = RECV_BUDGET * SHED_WEIGHT, 0
+        budget = RECV_BUDGET * SHED_WEIGHT
+        # While shedding: what came from senders without a lease (yet), kept until the end of the wakeup (at
+        # most RECV_BUDGET * SHED_WEIGHT datagrams of up to MAX_DATAGRAM bytes).
+        unknown: list[tuple[bytes, str]] = []
         try:
             while budget > 0:
                 try:
                     data, (host, _port) = sock.recvfrom(MAX_DATAGRAM + 1)
                 except (BlockingIOError, InterruptedError):
-                    return
+                    break
                 except OSError as e:  # e.g. ICMP errors queued on the socket: never fatal to the sink
                     self._log.debug("syslog.receive_failed", error=str(e))
-                    return
+                    break
                 if known is not None and not known(host):
-                    shed_count += 1
+                    unknown.append((data, host))
                     budget -= 1
                     continue
                 budget -= SHED_WEIGHT
                 self.handle(data, IPv4Address(host), host)
         finally:
-            if shed_count:
-                self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + shed_count
-        if self._known is not None:  # the budget ran out: probably more queued than we can parse
+            if unknown:
+                self._shed(unknown)
+        if budget <= 0 and self._known is not None:  # probably more queued than we can parse
             self._shed_until = self._clock() + SHED_HOLD
             if not self._shedding:
                 self._shedding = True
                 self._log.info("syslog.shedding", hold=SHED_HOLD)
+
+    def _shed(self, unknown: list[tuple[bytes, str]]) -> None:
+        """Shed what came from senders without a lease, but first (once per wakeup) let `refresh` read the
+        leases waiting in the DHCP workers' channels: a phone logs right after its ACK, and its lease
+        reached that channel before the ACK left, so before its lines reached our socket."""
+        count = len(unknown)
+        known = self._known
+        if self._refresh is not None and known is not None and self._refresh():
+            for data, host in unknown:
+                if known(host):
+                    count -= 1
+                    self.handle(data, IPv4Address(host), host)
+        if count:
+            self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + count
 
     def handle(self, data: bytes, source: IPv4Address, host: str | None = None) -> SyslogMessage | None:
         """One datagram from `source` (`host`: its dotted quad when the caller has it; str() of an address
