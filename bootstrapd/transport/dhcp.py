@@ -274,11 +274,22 @@ class DhcpServer:
             self._deferred_cpu = 0.0
 
     def _serve(self, burst: list[Queued]) -> None:
+        """The REQUESTs (and the rest) first, committed on their own (SQLite): their ACKs' sync runs in the sync
+        thread while the loop serves the DISCOVERs, whose OFFERs (written to memory only) then need no
+        sync at all."""
         now = time.time()
+        first, last = prioritised(burst, time.perf_counter() - STALE_DISCOVER_S, self._stale)
+        if self._commit is None:  # a flush per burst (PostgreSQL: one round trip, offers are rows there too)
+            self._serve_part(first + last, now)
+            return
+        for part in (first, last):
+            if part:
+                self._serve_part(part, now)
+
+    def _serve_part(self, part: list[Queued], now: float) -> None:
         outcomes: list[Served] = []
         self._store_failed = False
-        for data, ifname, addr, broadcast, t0 in prioritised(burst, time.perf_counter() - STALE_DISCOVER_S,
-                                                              self._stale):
+        for data, ifname, addr, broadcast, t0 in part:
             outcome = self._handle(data, ifname, addr, broadcast, now)
             if outcome is not None:
                 outcomes.append((outcome, ifname, t0))

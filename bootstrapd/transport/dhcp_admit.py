@@ -115,16 +115,18 @@ class AdmissionQueue(Generic[T]):
         return max(MIN_ADMITTED, min(MAX_ADMITTED, int(self.bound_s / max(self.cost_s, 1e-6))))
 
 
-def prioritised(burst: list[Any], stale_before: float, on_stale: Callable[[str], None]) -> list[Any]:
-    """The burst in arrival order, except that DISCOVERs go last (a REQUEST completes an exchange, a
-    DISCOVER only starts one) and DISCOVERs queued before `stale_before` are dropped. Recognises the
-    usual layout only (option 53 first); any other packet keeps its place, which is merely less fair."""
+def prioritised(burst: list[Any], stale_before: float,
+                on_stale: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+    """The burst as (everything but DISCOVERs, DISCOVERs), each in arrival order: a REQUEST completes an
+    exchange, a DISCOVER only starts one, so the shell serves and commits the first part before it starts
+    the second. DISCOVERs queued before `stale_before` are dropped. Recognises the usual layout only
+    (option 53 first); any other packet goes with the first part, which is merely less fair."""
     if len(burst) == 1:  # most bursts below capacity: nothing to reorder
         item = burst[0]
         if item[4] < stale_before and item[0][240:243] == DISCOVER_FIRST:
             on_stale(item[1])
-            return []
-        return burst
+            return [], []
+        return burst, []
     first: list[Any] = []
     last: list[Any] = []
     for item in burst:
@@ -135,7 +137,7 @@ def prioritised(burst: list[Any], stale_before: float, on_stale: Callable[[str],
                 last.append(item)
         else:
             first.append(item)
-    return first + last if last else first
+    return first, last
 
 
 def peek_type(data: bytes) -> str:
