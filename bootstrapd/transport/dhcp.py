@@ -186,10 +186,14 @@ class DhcpServer:
         try:
             self._read(sock, ifname)
         finally:
-            if syncer is not None:  # replies whose sync finished meanwhile leave now (dhcp_sync.py)
-                syncer.busy = False
-                if self._parked and self._parked[0][0] <= max(syncer.durable, syncer.failed):
-                    self._synced()
+            if syncer is not None:
+                self._callback_ends(syncer)
+
+    def _callback_ends(self, syncer: CommitSyncer) -> None:
+        """The end of a DHCP callback: replies whose sync finished meanwhile leave now (dhcp_sync.py)."""
+        syncer.busy = False
+        if self._parked and self._parked[0][0] <= max(syncer.durable, syncer.failed):
+            self._synced()
 
     def _read(self, sock: socket.socket, ifname: str) -> None:
         try:
@@ -256,22 +260,26 @@ class DhcpServer:
             if admission and self._next_burst is None:
                 self._next_burst = asyncio.get_running_loop().call_soon(self._drain)
             if syncer is not None:
-                syncer.busy = False
-                if self._parked and self._parked[0][0] <= max(syncer.durable, syncer.failed):
-                    self._synced()
+                self._callback_ends(syncer)
 
     def _process(self, burst: list[Queued]) -> None:
         started = time.thread_time()
+        try:
+            self._counted(self._serve, burst)
+        finally:
+            self._admission.served(len(burst), time.thread_time() - started + self._deferred_cpu)
+            self._deferred_cpu = 0.0
+
+    def _counted(self, work: Callable[[Any], None], arg: Any) -> None:
+        """work(arg) with its counts added up and pushed once at the end (see _inc)."""
         batch: dict[Any, int] = {}
         self._batch = batch
         try:
-            self._serve(burst)
+            work(arg)
         finally:
             self._batch = None
             for child, n in batch.items():
                 child.inc(n)
-            self._admission.served(len(burst), time.thread_time() - started + self._deferred_cpu)
-            self._deferred_cpu = 0.0
 
     def _serve(self, burst: list[Queued]) -> None:
         """The REQUESTs (and the rest) first, committed on their own (SQLite): their ACKs' sync runs in the sync
@@ -368,22 +376,22 @@ class DhcpServer:
         if not parked or parked[0][0] > max(durable, failed):
             return
         started = time.thread_time()
-        batch: dict[Any, int] = {}
-        self._batch = batch
         try:
-            while parked and parked[0][0] <= max(durable, failed):
-                seq, outcomes = parked.popleft()
-                if seq > failed:
-                    self._deliver(outcomes, NO_LOST)
-                    continue
-                self.log.error("dhcp.store_failed", error=str(error), replies_dropped=len(outcomes))
-                for _ in outcomes:
-                    self._drop(DropReason.STORE_FAILED)
+            self._counted(self._release_upto, (max(durable, failed), failed, error))
         finally:
-            self._batch = None
-            for child, n in batch.items():
-                child.inc(n)
             self._deferred_cpu += time.thread_time() - started
+
+    def _release_upto(self, args: tuple[int, int, Exception | None]) -> None:
+        upto, failed, error = args
+        parked = self._parked
+        while parked and parked[0][0] <= upto:
+            seq, outcomes = parked.popleft()
+            if seq > failed:
+                self._deliver(outcomes, NO_LOST)
+                continue
+            self.log.error("dhcp.store_failed", error=str(error), replies_dropped=len(outcomes))
+            for _ in outcomes:
+                self._drop(DropReason.STORE_FAILED)
 
     def _finish_parked(self) -> None:
         """At stop: make every commit durable here and answer what waited for it, then end the thread."""

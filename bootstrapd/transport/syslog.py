@@ -148,9 +148,11 @@ class SyslogServer:
             self._shedding = False
             self._log.info("syslog.shedding_ended")
         budget = RECV_BUDGET * SHED_WEIGHT
-        # While shedding: what came from senders without a lease (yet), kept until the end of the wakeup (at
-        # most RECV_BUDGET * SHED_WEIGHT datagrams of up to MAX_DATAGRAM bytes).
+        # While shedding, with `refresh`: what came from senders without a lease (yet), kept until the end of
+        # the wakeup (at most RECV_BUDGET * SHED_WEIGHT datagrams of up to MAX_DATAGRAM bytes); without it,
+        # only counted.
         unknown: list[tuple[bytes, str]] = []
+        refresh, shed_count = self._refresh, 0
         try:
             while budget > 0:
                 try:
@@ -161,7 +163,10 @@ class SyslogServer:
                     self._log.debug("syslog.receive_failed", error=str(e))
                     break
                 if known is not None and not known(host):
-                    unknown.append((data, host))
+                    if refresh is None:  # nothing could make it known: just count it
+                        shed_count += 1
+                    else:
+                        unknown.append((data, host))
                     budget -= 1
                     continue
                 budget -= SHED_WEIGHT
@@ -169,6 +174,8 @@ class SyslogServer:
         finally:
             if unknown:
                 self._shed(unknown)
+            if shed_count:
+                self._drops[DropReason.SHED] = self._drops.get(DropReason.SHED, 0) + shed_count
         if budget <= 0 and self._known is not None:  # probably more queued than we can parse
             self._shed_until = self._clock() + SHED_HOLD
             if not self._shedding:
