@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import os
 import signal
 import socket
@@ -12,6 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from bootstrapd import heap
 from bootstrapd.config import LoadResult, check_site
 from bootstrapd.config.model import Site
 from bootstrapd.dhcp.leases import Lease, LeaseState, effective_state
@@ -43,22 +43,6 @@ def sd_notify(message: str) -> bool:
         except OSError:
             return False
     return True
-
-
-SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval (see settle_heap)
-
-
-def settle_heap() -> None:
-    """Move everything built at start-up (config, zone, prepared answers, lease mirror) out of the garbage
-    collector's view, and collect the young generation less often: full collections over those long-lived
-    objects were pauses of milliseconds in the middle of packet bursts (DNS p99 latency)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    # A thread that waits for the GIL (the DHCP sync thread after its fdatasync, the report builder) gets
-    # it after this long at the latest while the loop runs Python: 5 ms by default, which held every ACK
-    # of a busy loop back by as much. Only contended switches cost anything.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def watchdog_interval() -> float:
@@ -158,7 +142,8 @@ class Service:
             return 1
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.reload_last_success.set(time.time())
-        settle_heap()
+        heap.settle()
+        sweeper = asyncio.create_task(heap.sweep_forever(self.log))
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         self.log.info("service.ready", status=self._status())
         watchdog = asyncio.create_task(self._watchdog()) if watchdog_interval() else None
@@ -168,6 +153,7 @@ class Service:
         lag.start()
         await self._stop.wait()
         lag.stop()
+        sweeper.cancel()
         if watchdog is not None:
             watchdog.cancel()
         sd_notify("STOPPING=1")

@@ -109,12 +109,13 @@ def _site(state: Path):  # type: ignore[no-untyped-def]
 
 
 async def serve(dora: int, wave: int, without: frozenset[str] = frozenset()) -> None:
+    from bootstrapd import heap
     from bootstrapd.config.model import LogFormat, LogLevel
     from bootstrapd.dhcp.store_sqlite import open_store
     from bootstrapd.observability.devices import DeviceTracker
     from bootstrapd.observability.logging import configure, get_logger
     from bootstrapd.observability.metrics import Metrics
-    from bootstrapd.service import Service, settle_heap
+    from bootstrapd.service import Service
     from bootstrapd.transport import dhcp as shell
     from bootstrapd.transport.dns import DnsServer
 
@@ -148,7 +149,7 @@ async def serve(dora: int, wave: int, without: frozenset[str] = frozenset()) -> 
         # callgrind's 50x slow-down it would run 50 times as often and make the count depend on the load.
         for task in server._tasks:
             task.cancel()
-        settle_heap()  # as Service.main does once everything is started
+        heap.settle()  # as Service.main does once everything is started
         if dora:
             proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--client", "--dora", str(dora),
                                                         "--wave", str(wave))

@@ -26,6 +26,7 @@ class Stats:
     drops: dict[str, int] = field(default_factory=dict)
     orphans: int = 0
     delays: dict[str, list[float]] = field(default_factory=dict)  # ms, per exchange
+    stamps: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (sent s, delay ms)
     first_sent: float | None = None  # s since perfdhcp's start: first DISCOVER
     last_received: float | None = None  # last ACK
     exit_code: int = 0
@@ -84,6 +85,7 @@ def parse_perfdhcp(out: str) -> Stats:
         elif kind == "Timestamps" and line.startswith("sent / received:"):
             sent_ts, received_ts = (float(t) for t in line.split(":", 1)[1].split("/"))
             stats.delays[key].append((received_ts - sent_ts) * 1000)
+            stats.stamps.setdefault(key, []).append((sent_ts, (received_ts - sent_ts) * 1000))
             if key == "DO":
                 stats.first_sent = min(sent_ts, stats.first_sent or sent_ts)
             else:

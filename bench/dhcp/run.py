@@ -165,6 +165,11 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
         stats = perfdhcp(client, args.clients, rate, base_mac=PERF_BASE_MAC, limit_s=args.limit,
                          pin=args.load_cpus if args.pin else None)
         after = CpuSample.take(proc.pid), udp_drops(server)
+        if args.stamps:
+            args.stamps.mkdir(parents=True, exist_ok=True)
+            with open(args.stamps / f"{sdef.name}-{scenario}-{rate}.txt", "w") as f:
+                for key, pairs in stats.stamps.items():
+                    f.writelines(f"{key} {t:.6f} {d:.3f}\n" for t, d in pairs)
         rss = rss_mb(proc.pid)
         if spy is not None:
             spy.wait(60)
@@ -257,6 +262,8 @@ def main(argv: list[str]) -> int:
                    help="do not pin perfdhcp to CPU 0 and the server to CPU 1")
     p.add_argument("--server-cpus", default="1", help="taskset -c for the server (and its worker processes)")
     p.add_argument("--load-cpus", default="0", help="taskset -c for perfdhcp")
+    p.add_argument("--stamps", type=Path, metavar="DIR",
+                   help="per exchange (DO/RA, sent s, delay ms) of each run to DIR, for bench/dhcp/tail.py")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy record bootstrapd during each run; speedscope files go to DIR")
     p.add_argument("--out", type=Path, help="also write the tables (markdown) here")

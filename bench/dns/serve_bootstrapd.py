@@ -11,11 +11,11 @@ import asyncio
 import signal
 import sys
 
+from bootstrapd import heap
 from bootstrapd.config import load_site
 from bootstrapd.config.model import LogFormat, LogLevel
 from bootstrapd.observability.logging import configure
 from bootstrapd.observability.metrics import Metrics
-from bootstrapd.service import settle_heap
 from bootstrapd.transport.dns import DnsServer
 
 
@@ -29,7 +29,7 @@ async def main(path: str, host: str, port: int, flags: list[str]) -> None:
         batch_io=False if "--no-mmsg" in flags else None,
     )
     await server.start()
-    settle_heap()  # as the daemon does once its listeners are up
+    heap.settle()  # as the daemon does once its listeners are up
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

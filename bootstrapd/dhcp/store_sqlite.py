@@ -31,6 +31,8 @@ from bootstrapd.dhcp.codec import address_int
 from bootstrapd.dhcp.leases import NO_LOST, Lease, LeaseState
 from bootstrapd.dhcp.store_memory import IndexedReads, LeaseIndex
 from bootstrapd.errors import StoreError
+from bootstrapd.walcheckpoint import INTERVAL_S as CHECKPOINT_INTERVAL_S
+from bootstrapd.walcheckpoint import WalCheckpointer
 
 DB_NAME = "leases.sqlite3"
 SCHEMA_VERSION = 1  # PRAGMA user_version
@@ -78,6 +80,7 @@ class SqliteLeaseStore(IndexedReads):
         self._synced = 0  # commits known durable
         self._sync_lock = threading.Lock()  # sync() runs in the shell's sync thread and in flush()
         self._wal_fd: int | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self._use_index(LeaseIndex())
         self._reload()
 
@@ -161,6 +164,13 @@ class SqliteLeaseStore(IndexedReads):
             os.close(dir_fd)
         return fd
 
+    def checkpoint_in_background(self, log: Any = None, interval: float = CHECKPOINT_INTERVAL_S) -> None:
+        """Checkpoint the WAL in a thread from now on, not in the COMMITs of the thread that writes (the event
+        loop): walcheckpoint.py. Until close()."""
+        if self._checkpointer is None and not self._readonly:
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = WalCheckpointer(self.path, log=log, interval=interval, name="lease-checkpoint")
+
     def refresh(self) -> None:
         """The only writer: nothing to read back."""
 
@@ -168,6 +178,8 @@ class SqliteLeaseStore(IndexedReads):
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         try:
             self.flush()
         finally:

@@ -63,6 +63,7 @@ from bootstrapd.observability.device_store import (
 )
 from bootstrapd.observability.device_writer import Writer
 from bootstrapd.observability.metrics import Metrics
+from bootstrapd.walcheckpoint import WalCheckpointer
 
 __all__ = ["DB_NAME", "FLUSH_INTERVAL", "FLUSH_SLICE", "QUERY_TYPES", "SCHEMA_VERSION", "Device", "DeviceTracker",
            "Stage", "read_devices", "srv_targets"]
@@ -122,6 +123,7 @@ class DeviceTracker:
         # ask us something before our loop's turn for the channel that carries its ACK's lease.
         self.refresh: Callable[[], int] | None = None
         self._writer = Writer(open_writer(self.path), log, ship=ship)
+        self._checkpointer: WalCheckpointer | None = None
         rows = self._writer.conn.execute(f"SELECT {COLUMNS} FROM devices ORDER BY last_seen").fetchall()
         for d in sorted((device(r) for r in rows), key=lambda d: d.funnel.since):
             self._devices[d.chaddr] = d
@@ -401,6 +403,9 @@ class DeviceTracker:
         FLUSH_SLICE rows with the loop's other work in between. Changes made meanwhile wait for the next
         tick, so a device that changes several times within an interval is still written about once."""
         loop = asyncio.get_running_loop()
+        if self._checkpointer is None:  # the WAL's checkpoints off the loop too (walcheckpoint.py)
+            self._writer.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = WalCheckpointer(self.path, log=self._log, name="devices-checkpoint")
 
         def tick(budget: int | None = None) -> None:
             if budget is None:
@@ -423,6 +428,9 @@ class DeviceTracker:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         try:
             self.flush()
         finally:

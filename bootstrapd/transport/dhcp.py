@@ -99,7 +99,6 @@ class DhcpServer:
         self._syncer: CommitSyncer | None = None
         self._commit: Callable[[], int] | None = None
         self._parked: deque[tuple[int, list[Served]]] = deque()
-        self._deferred_cpu = 0.0  # CPU time spent delivering parked replies, charged to the next burst
         self._shed_count = 0  # shed since the last overload warning
         self._next_overload_log = 0.0
         self._listeners: dict[str, _Listener] = {}
@@ -132,6 +131,9 @@ class DhcpServer:
         if commit is not None and sync is not None and not self.store.shared:
             self._commit = commit
             self._syncer = CommitSyncer(sync, self._synced, loop)
+            background = getattr(self.store, "checkpoint_in_background", None)
+            if background is not None:
+                background(self.log)
         self._tasks = [asyncio.create_task(self._housekeeping())]
         self._update_gauges(time.time())
 
@@ -267,8 +269,7 @@ class DhcpServer:
         try:
             self._counted(self._serve, burst)
         finally:
-            self._admission.served(len(burst), time.thread_time() - started + self._deferred_cpu)
-            self._deferred_cpu = 0.0
+            self._admission.served(len(burst), time.thread_time() - started)
 
     def _counted(self, work: Callable[[Any], None], arg: Any) -> None:
         """work(arg) with its counts added up and pushed once at the end (see _inc)."""
@@ -379,7 +380,7 @@ class DhcpServer:
         try:
             self._counted(self._release_upto, (max(durable, failed), failed, error))
         finally:
-            self._deferred_cpu += time.thread_time() - started
+            self._admission.charge(time.thread_time() - started)
 
     def _release_upto(self, args: tuple[int, int, Exception | None]) -> None:
         upto, failed, error = args

@@ -5,7 +5,8 @@ seconds forms, and its replies reach phones that have already retransmitted (RFC
 or given up. So the work waiting is bounded by time, not by a packet count:
 
 - The queue admits at most what the worker serves in ADMISSION_S, at its measured cost per packet (a
-  moving average of each burst's CPU time over its packets, the commit included; CPU, not wall time: a
+  moving average of the CPU time over the packets of each WINDOW_PACKETS served, the commit and the
+  delivery of replies parked for the disk included; CPU, not wall time: a
   loop descheduled for a moment on a busy box is no slower per packet, and shedding for it would turn a
   hiccup into 4 s retransmissions for a floor powered on at once), within
   [MIN_ADMITTED, MAX_ADMITTED] packets. What is answered has waited at most about that long (or one
@@ -41,7 +42,11 @@ ADMISSION_S = 0.02  # tens of ms: far below a phone's retransmission timeout, we
 MIN_ADMITTED = 256
 MAX_ADMITTED = 4096
 INITIAL_COST_S = 250e-6  # per packet before the first burst is measured (a slow machine's DORA half)
-SMOOTHING = 0.25  # weight of the latest burst in the cost estimate
+SMOOTHING = 0.25  # weight of the latest window in the cost estimate
+# Packets per cost sample. A parked burst's replies are delivered (and their CPU charged) after the burst:
+# charged to the next one, often a single packet at moderate load, one sample read 353 us per packet and
+# the bound fell for no reason. Over a window of bursts the charge meets the packets it belongs to.
+WINDOW_PACKETS = 64
 DISCOVER_FIRST = b"\x35\x01\x01"  # option 53 = DISCOVER as the first option, where clients put it
 TARGET_S = 0.005  # the queueing a DISCOVER may see while the queue stands (CoDel's target)
 INTERVAL_S = 0.1  # how long the queue must stand above TARGET_S before its head is shed (CoDel's interval)
@@ -60,6 +65,7 @@ class AdmissionQueue(Generic[T]):
         self.discovers: deque[T] = deque()
         self.cost_s = INITIAL_COST_S
         self.limit = self._limit()
+        self._window = (0, 0.0)  # packets served and CPU seconds spent since the last sample
 
     def __len__(self) -> int:
         return len(self.first) + len(self.discovers)
@@ -105,11 +111,24 @@ class AdmissionQueue(Generic[T]):
             shed(discovers.popleft())
 
     def served(self, packets: int, seconds: float) -> None:
-        """A burst of `packets` took `seconds` of the worker: update the cost estimate and the bound."""
-        if packets <= 0 or seconds < 0:
+        """A burst of `packets` took `seconds` of the worker; a window's worth updates the cost estimate and
+        the bound."""
+        if packets < 0 or seconds < 0:
             return
-        self.cost_s += SMOOTHING * (seconds / packets - self.cost_s)
+        n, spent = self._window
+        n, spent = n + packets, spent + seconds
+        if n < WINDOW_PACKETS:
+            self._window = (n, spent)
+            return
+        self._window = (0, 0.0)
+        self.cost_s += SMOOTHING * (spent / n - self.cost_s)
         self.limit = self._limit()
+
+    def charge(self, seconds: float) -> None:
+        """CPU spent for packets already counted by served() (delivering their parked replies)."""
+        if seconds > 0:
+            n, spent = self._window
+            self._window = (n, spent + seconds)
 
     def _limit(self) -> int:
         return max(MIN_ADMITTED, min(MAX_ADMITTED, int(self.bound_s / max(self.cost_s, 1e-6))))

@@ -80,7 +80,7 @@ class Worker:
         self.sender: ChannelSender | None = None
 
     async def main(self) -> int:
-        from bootstrapd.service import settle_heap
+        from bootstrapd import heap
         from bootstrapd.transport.dhcp import DhcpServer
 
         loop = asyncio.get_running_loop()
@@ -106,7 +106,8 @@ class Worker:
         loop.add_reader(self.inbox.fileno(), self._forwarded)
         self.sender.send_now(["R", os.getpid()])
         tasks = [asyncio.create_task(self._replay(store)), asyncio.create_task(self._report())]
-        settle_heap()
+        heap.settle()
+        tasks.append(asyncio.create_task(heap.sweep_forever(self.log)))
         await self._stop.wait()
         for task in tasks:
             task.cancel()

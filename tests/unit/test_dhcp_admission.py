@@ -156,3 +156,14 @@ def test_flood_is_shed_as_overload_with_bounded_queueing_and_no_lease_lost(tmp_p
         reopened.close()
     addresses = [o.address for o, _ in replies]
     assert len(set(addresses)) == len(addresses)
+
+
+def test_delivery_charged_after_a_burst_meets_the_packets_it_belongs_to() -> None:
+    """Bursts of 1 and 63 packets at 100 us each, the 63's parked replies delivered (30 us each) before
+    the next single packet: the estimate is the real cost per packet, not 1.9 ms for the single one."""
+    q: AdmissionQueue[int] = AdmissionQueue(bound_s=0.05)
+    for _ in range(40):
+        q.served(63, 63 * 100e-6)
+        q.charge(63 * 30e-6)
+        q.served(1, 100e-6)
+    assert abs(q.cost_s - (64 * 100e-6 + 63 * 30e-6) / 64) < 2e-6
