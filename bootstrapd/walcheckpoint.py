@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from bootstrapd.threads import name_os_thread
+
 INTERVAL_S = 1.0  # at most one checkpoint a second: about 1,000 pages of WAL at 3,000 DORA/s
 
 
@@ -40,6 +42,7 @@ class WalCheckpointer:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_os_thread()
         try:
             conn = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as e:

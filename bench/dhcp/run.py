@@ -50,6 +50,7 @@ class Row:
     server_cpu: float = 0.0  # CPU seconds the server used during the perfdhcp run
     other_cpu: float = 0.0  # % of the machine's CPUs (user time) used by processes neither ours nor theirs
     kernel_drops: int = 0  # datagrams the server namespace's kernel dropped on UDP port 67 (full socket buffer)
+    threads: str = ""  # per thread of the server's main process: user/sys CPU seconds during the run
 
 
 
@@ -104,6 +105,30 @@ def child_pids(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def thread_times(pid: int) -> dict[str, tuple[int, int]]:
+    """Clock ticks (user, sys) per thread of `pid`, by the thread's kernel name (bootstrapd names its own:
+    bootstrapd/threads.py) and id."""
+    out: dict[str, tuple[int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            comm = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[f"{comm}/{task.name}"] = (int(stat[11]), int(stat[12]))
+    return out
+
+
+def thread_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> str:
+    """`name user/sys` in seconds for each thread that ran during the run, the busiest first."""
+    used = []
+    for key, (user, sys_) in after.items():
+        u0, s0 = before.get(key, (0, 0))
+        if user - u0 + sys_ - s0 > 0:
+            used.append((user - u0 + sys_ - s0, key.split("/")[0], (user - u0) / TICKS, (sys_ - s0) / TICKS))
+    return ", ".join(f"{name} {u:.2f}/{s:.2f}" for _, name, u, s in sorted(used, reverse=True))
 
 
 def namespace_pids(host: Host) -> list[int]:
@@ -162,9 +187,11 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
             spy = profile(proc.pid, args.clients / rate + 2, out)
             time.sleep(1.0)  # py-spy attaches
         before = CpuSample.take(proc.pid), udp_drops(server)
+        threads_before = thread_times(proc.pid)
         stats = perfdhcp(client, args.clients, rate, base_mac=PERF_BASE_MAC, limit_s=args.limit,
                          pin=args.load_cpus if args.pin else None)
         after = CpuSample.take(proc.pid), udp_drops(server)
+        threads = thread_line(threads_before, thread_times(proc.pid))
         if args.stamps:
             args.stamps.mkdir(parents=True, exist_ok=True)
             with open(args.stamps / f"{sdef.name}-{scenario}-{rate}.txt", "w") as f:
@@ -178,7 +205,7 @@ def one_run(server: Host, client: Host, sdef: Server, template: Path | None, sce
         stop_process(proc)
     server_cpu, other_cpu = after[0].minus(before[0])
     return Row(sdef.name, scenario, rate, stats, rss, ready, note, server_cpu=server_cpu, other_cpu=other_cpu,
-               kernel_drops=after[1] - before[1])
+               kernel_drops=after[1] - before[1], threads=threads)
 
 
 def fmt(v: float | None, spec: str = ".1f") -> str:
@@ -262,6 +289,7 @@ def main(argv: list[str]) -> int:
                    help="do not pin perfdhcp to CPU 0 and the server to CPU 1")
     p.add_argument("--server-cpus", default="1", help="taskset -c for the server (and its worker processes)")
     p.add_argument("--load-cpus", default="0", help="taskset -c for perfdhcp")
+    p.add_argument("--threads", action="store_true", help="after each run, the CPU of each server thread")
     p.add_argument("--stamps", type=Path, metavar="DIR",
                    help="per exchange (DO/RA, sent s, delay ms) of each run to DIR, for bench/dhcp/tail.py")
     p.add_argument("--profile", type=Path, metavar="DIR",
@@ -289,6 +317,8 @@ def main(argv: list[str]) -> int:
                     row = one_run(server, client, SERVER_DEFS[name], template, scenario, rate, args, root)
                     rows.append(row)
                     print(row_line(row), flush=True)
+                    if args.threads and row.threads:
+                        print(f"  threads, user/sys s: {row.threads}", flush=True)
     leftovers = foreign_kea()
     summary = ["", *peak(rows), "", *ratios(rows), "", *targets(rows, scenarios)]
     print("\n".join(summary))

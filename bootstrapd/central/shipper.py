@@ -31,6 +31,7 @@ from bootstrapd.observability import outbox
 from bootstrapd.observability.device_store import Device
 from bootstrapd.observability.device_writer import Writer
 from bootstrapd.observability.metrics import Metrics
+from bootstrapd.threads import name_os_thread
 
 BATCH = 500  # rows per round trip
 INTERVAL = 1.0  # seconds between cycles when nothing is waiting
@@ -133,6 +134,7 @@ class Shipper:
             self._reader = None
 
     def _run(self) -> None:
+        name_os_thread()
         more = False
         while not self._stop.wait(0 if more else INTERVAL):
             try:

@@ -18,6 +18,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from bootstrapd.threads import name_os_thread
+
 SyncFn = Callable[[int], int]  # sync(seq) -> the highest durable sequence number; raises on failure
 
 
@@ -52,6 +54,7 @@ class CommitSyncer:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_os_thread()
         requests = self._requests
         stopping = False
         while not stopping:
