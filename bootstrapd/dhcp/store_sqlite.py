@@ -130,6 +130,8 @@ class SqliteLeaseStore(IndexedReads):
             self._recover()
             raise StoreError(f"lease store commit failed, un-flushed leases discarded: {e}") from e
         self._committed += 1
+        if self._checkpointer is not None and self._checkpointer.tail_wanted:
+            self._checkpointer.tail(self._conn)
         return self._committed
 
     def sync(self, seq: int) -> int:

@@ -416,6 +416,8 @@ class DeviceTracker:
                     if self._log is not None:
                         self._log.error("devices.metrics_failed", error=repr(e))
             more = self.flush(min(FLUSH_SLICE, budget))
+            if self._checkpointer is not None:
+                self._checkpointer.tail(self._writer.conn)  # when the WAL outgrew the thread's copies
             budget -= FLUSH_SLICE
             if more and budget > 0:
                 self._timer = loop.call_later(0, tick, budget)
