@@ -50,7 +50,6 @@ class LeaseIndex:
         self._sizes: dict[str, int] = {}
         self._stored: dict[str, dict[LeaseState, int]] = {}  # records per subnet and stored state
         self._expiries: dict[str, list[tuple[float, int]]] = {}  # holding records' (expires, address)
-        self._holding: dict[str, int] = {}  # holding records per subnet (the expiry heap's live entries)
         self._lapsed: dict[int, LeaseState] = {}  # holding records past `expires`: their stored state
         self._lapsed_counts: dict[str, dict[LeaseState, int]] = {}
         self._counted_at: dict[str, float] = {}  # each subnet's latest counts() `now`
@@ -104,17 +103,15 @@ class LeaseIndex:
             self._stored[subnet] = dict.fromkeys(LeaseState, 0)
             self._lapsed_counts[subnet] = dict.fromkeys(LeaseState, 0)
             self._expiries[subnet] = []
-            self._holding[subnet] = 0
         heapq.heappush(heap, (lease.free_at, key))
         if len(heap) > _HEAP_MIN + _HEAP_SLACK * size:
             self._rebuild_heap(subnet)
         state = lease.state
         self._stored[subnet][state] += 1
         if state is not _EXPIRED and state is not LeaseState.RELEASED:  # a holding state
-            holding = self._holding[subnet] = self._holding[subnet] + 1
             expiries = self._expiries[subnet]
             heapq.heappush(expiries, (lease.expires, key))
-            if len(expiries) > _HEAP_MIN + _HEAP_SLACK * holding:
+            if len(expiries) > _HEAP_MIN + _HEAP_SLACK * size:
                 self._rebuild_expiries(subnet)
 
     def remove(self, address: IPv4Address) -> None:
@@ -129,10 +126,8 @@ class LeaseIndex:
         subnet, state = old.subnet, old.state
         self._sizes[subnet] -= 1
         self._stored[subnet][state] -= 1
-        if state in _HOLDING:
-            self._holding[subnet] -= 1
-            if self._lapsed.pop(key, None) is not None:
-                self._lapsed_counts[subnet][state] -= 1
+        if state in _HOLDING and self._lapsed.pop(key, None) is not None:
+            self._lapsed_counts[subnet][state] -= 1
 
     def _rebuild_heap(self, subnet: str) -> None:
         heap = [(lease.free_at, key) for key, lease in self._leases.items() if lease.subnet == subnet]
