@@ -46,6 +46,13 @@ class WalCheckpointer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    @classmethod
+    def take_over(cls, owner: sqlite3.Connection, path: Path, *, log: Any = None, interval: float = INTERVAL_S,
+                  name: str = "wal-checkpoint") -> WalCheckpointer:
+        """Turn the automatic checkpoints off on the owner's connection and checkpoint from a thread instead."""
+        owner.execute("PRAGMA wal_autocheckpoint = 0")
+        return cls(path, log=log, interval=interval, name=name)
+
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
@@ -74,11 +81,8 @@ class WalCheckpointer:
             conn.close()
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        try:
-            _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as e:
-            self._failed(e)
-        else:
+        frames = self._passive(conn)
+        if frames is not None:
             self.checkpoints += 1
             if frames > TAIL_FRAMES:
                 self.tail_wanted = True
@@ -89,12 +93,16 @@ class WalCheckpointer:
         if not self.tail_wanted or conn.in_transaction:
             return
         self.tail_wanted = False
+        if self._passive(conn) is not None:
+            self.tails += 1
+
+    def _passive(self, conn: sqlite3.Connection) -> int | None:
+        """One PASSIVE checkpoint on `conn`: the WAL's length in frames, or None when it failed."""
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
         except sqlite3.Error as e:
             self._failed(e)
-        else:
-            self.tails += 1
+            return None
 
     def _failed(self, error: Exception) -> None:
         # The WAL keeps growing until a checkpoint succeeds (or the owner closes), nothing is lost.

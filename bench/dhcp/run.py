@@ -83,11 +83,9 @@ class CpuSample:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
         server = 0
         for p in (pid, *child_pids(pid)):
-            try:
-                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-                server += int(stat[11]) + int(stat[12])  # utime + stime
-            except (OSError, IndexError):
-                continue
+            ticks = cpu_ticks(Path(f"/proc/{p}/stat"))
+            if ticks is not None:
+                server += sum(ticks)
         t = os.times()
         return CpuSample(time.monotonic(), int(fields[1]) + int(fields[2]), server,
                          (t.children_user + t.children_system) * TICKS)
@@ -98,6 +96,15 @@ class CpuSample:
         ours = (self.server - before.server) + (self.children - before.children)
         others = max(0.0, (self.machine_user - before.machine_user) - ours) / TICKS
         return server, 100 * others / max(1e-3, (self.wall - before.wall) * (os.cpu_count() or 1))
+
+
+def cpu_ticks(stat: Path) -> tuple[int, int] | None:
+    """(utime, stime) in clock ticks from a /proc/.../stat file, or None when it is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]), int(fields[12])
+    except (OSError, IndexError):
+        return None
 
 
 def child_pids(pid: int) -> list[int]:
@@ -112,12 +119,13 @@ def thread_times(pid: int) -> dict[str, tuple[int, int]]:
     bootstrapd/threads.py) and id."""
     out: dict[str, tuple[int, int]] = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
+        ticks = cpu_ticks(task / "stat")
         try:
             comm = (task / "comm").read_text().strip()
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        except OSError:
             continue
-        out[f"{comm}/{task.name}"] = (int(stat[11]), int(stat[12]))
+        if ticks is not None:
+            out[f"{comm}/{task.name}"] = ticks
     return out
 
 

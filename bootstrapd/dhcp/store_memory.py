@@ -108,7 +108,7 @@ class LeaseIndex:
             self._rebuild_heap(subnet)
         state = lease.state
         self._stored[subnet][state] += 1
-        if state is not _EXPIRED and state is not LeaseState.RELEASED:  # a holding state
+        if state in _HOLDING:
             expiries = self._expiries[subnet]
             heapq.heappush(expiries, (lease.expires, key))
             if len(expiries) > _HEAP_MIN + _HEAP_SLACK * size:

@@ -170,8 +170,8 @@ class SqliteLeaseStore(IndexedReads):
         """Checkpoint the WAL in a thread from now on, not in the COMMITs of the thread that writes (the event
         loop): walcheckpoint.py. Until close()."""
         if self._checkpointer is None and not self._readonly:
-            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = WalCheckpointer(self.path, log=log, interval=interval, name="lease-checkpoint")
+            self._checkpointer = WalCheckpointer.take_over(self._conn, self.path, log=log, interval=interval,
+                                                           name="lease-checkpoint")
 
     def refresh(self) -> None:
         """The only writer: nothing to read back."""

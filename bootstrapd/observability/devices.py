@@ -404,8 +404,8 @@ class DeviceTracker:
         tick, so a device that changes several times within an interval is still written about once."""
         loop = asyncio.get_running_loop()
         if self._checkpointer is None:  # the WAL's checkpoints off the loop too (walcheckpoint.py)
-            self._writer.conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = WalCheckpointer(self.path, log=self._log, name="devices-checkpoint")
+            self._checkpointer = WalCheckpointer.take_over(self._writer.conn, self.path, log=self._log,
+                                                           name="devices-checkpoint")
 
         def tick(budget: int | None = None) -> None:
             if budget is None:
